@@ -27,6 +27,8 @@ class PositiveSet:
         ([0, 2, 2, 3], [1, 3, 0])
         >>> positives.contains(torch.tensor([0, 0, 2]), torch.tensor([1, 2, 0])).tolist()
         [True, False, True]
+        >>> positives.dense_rows(torch.tensor([2, 0])).int().tolist()
+        [[1, 0, 0, 0], [0, 1, 0, 1]]
     """
 
     def __init__(self, pairs: np.ndarray, n_rows: int, n_cols: int) -> None:
@@ -64,6 +66,24 @@ class PositiveSet:
     def pairs(self) -> Tensor:
         """Return the ``(P, 2)`` int64 ``(row, column)`` pairs, sorted row-major."""
         return torch.stack([self.keys // self.n_cols, self.indices], dim=1)  # (P, 2)
+
+    def dense_rows(self, rows: Tensor) -> Tensor:
+        """Return the positives of some rows as a dense boolean matrix.
+
+        Args:
+            rows: ``(N,)`` int64 row indices.
+
+        Returns:
+            ``(N, C)`` bool, true at the positives of each requested row.
+        """
+        rows = rows.to(torch.int64)
+        starts, counts = self.indptr[rows], self.row_counts[rows]  # (N,), (N,)
+        owner = torch.repeat_interleave(torch.arange(len(rows)), counts)  # (nnz,)
+        first_of_owner = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)  # (nnz,)
+        offset = torch.arange(len(owner)) - first_of_owner  # (nnz,) position within the row
+        dense = torch.zeros(len(rows), self.n_cols, dtype=torch.bool)  # (N, C)
+        dense[owner, self.indices[starts[owner] + offset]] = True
+        return dense
 
     def contains(self, rows: Tensor, cols: Tensor) -> Tensor:
         """Test which ``(row, column)`` pairs are positives.

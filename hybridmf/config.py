@@ -1,0 +1,169 @@
+"""Run configuration: one dataclass that the command line, YAML files and Python share.
+
+Every field of ``FitConfig`` is a command-line option (``k`` is ``--k``, ``pos_weight`` is
+``--pos-weight``) and a key of the YAML files in ``configs/``. A YAML file is applied first
+and command-line flags override it; unknown keys and invalid choices are rejected with
+the list of valid ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _option(default: Any, help: str, choices: tuple | None = None, **extra: Any) -> Any:
+    metadata = {"help": help, "choices": choices, **extra}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+FEATURE_PRESETS = ("none",)
+
+
+@dataclass
+class FitConfig:
+    """Options of a training run; the defaults reproduce the original Keras prototype."""
+
+    # Data.
+    dataset: str = _option("mef", "named data set to train on", choices=("mef",))
+    data_dir: str | None = _option(
+        None, "local copy of the MEF repository (default: $HYBRIDMF_DATA_DIR, then the cache under data/)"
+    )
+    features: str = _option("none", "side features fed to the encoders", choices=FEATURE_PRESETS)
+    # Split.
+    split: str = _option("warm", "hold out pairs (warm) or whole drugs (cold)", choices=("warm", "cold"))
+    val_fraction: float = _option(
+        0.1, "fraction of pairs (warm) or drugs (cold) held out for validation; 0 trains on every pair"
+    )
+    seed: int = _option(0, "seed of the split, the initialization and the batch order")
+    # Model.
+    k: int = _option(5, "size of the latent space")
+    head: str = _option("dot", "pair scorer: dot product + affine output, or an MLP", choices=("dot", "mlp"))
+    head_hidden: tuple[int, ...] = _option((64,), "hidden layer sizes of the MLP head")
+    bias: bool = _option(False, "learn a bias per drug and per ADR (a popularity prior)")
+    # Loss and optimization.
+    loss: str = _option("bce", "training loss", choices=("bce", "bpr", "margin"))
+    pos_weight: float = _option(50.0, "weight of a positive pair in the BCE loss (unknown pairs weigh 1)")
+    margin: float = _option(1.0, "margin of the margin (hinge) triplet loss")
+    l2: float = _option(0.0, "L2 penalty on the latent vectors of each batch")
+    negatives: str = _option("full", "train on the full grid of pairs", choices=("full",))
+    optimizer: str = _option(
+        "rmsprop", "optimizer", choices=("adam", "adamw", "rmsprop", "sgd", "adagrad")
+    )
+    lr: float = _option(1e-3, "learning rate")
+    weight_decay: float = _option(0.0, "weight decay of the optimizer")
+    batch_size: int = _option(2000, "training examples per batch")
+    max_epochs: int = _option(20, "number of training epochs")
+    # Evaluation and output.
+    eval_k: int = _option(10, "cut-off k of the ranking metrics (NDCG@k, HR@k, precision@k, recall@k)")
+    out: str | None = _option(None, "output directory (default: runs/fit-<date>-<time>)")
+    # Hardware; passed to the Lightning Trainer.
+    accelerator: str = _option("auto", "Lightning accelerator: auto, cpu, gpu, ...")
+    devices: str = _option("auto", "Lightning devices: auto, a count, or a list such as 0,1")
+    progress: bool = _option(True, "show a progress bar")
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            choices = item.metadata.get("choices")
+            value = getattr(self, item.name)
+            if choices is not None and value not in choices:
+                raise ValueError(
+                    f"invalid value {value!r} for {item.name}; valid values: {', '.join(map(str, choices))}"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the options as plain values (tuples as lists), ready for YAML or JSON."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()}
+
+
+def _field_type(config_class: type, name: str) -> Any:
+    hints = typing.get_type_hints(config_class)
+    return hints[name]
+
+
+def build_parser(config_class: type = FitConfig, description: str | None = None) -> argparse.ArgumentParser:
+    """Build a command-line parser with one option per field of ``config_class``.
+
+    Example:
+        >>> parser = build_parser()
+        >>> parser.parse_args(["--k", "8", "--no-progress"]).k
+        8
+    """
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", help="YAML file of options (keys as below, with underscores); flags override it")
+    for item in dataclasses.fields(config_class):
+        flag = "--" + item.name.replace("_", "-")
+        kind = _field_type(config_class, item.name)
+        options: dict[str, Any] = {"dest": item.name, "help": item.metadata.get("help", "")}
+        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
+        options["default"] = default
+        if item.metadata.get("choices") is not None:
+            options["choices"] = item.metadata["choices"]
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is tuple:
+            options.update(nargs="*", type=typing.get_args(kind)[0])
+        else:
+            base = _strip_optional(kind)
+            options["type"] = base
+        parser.add_argument(flag, **options)
+    return parser
+
+
+def _strip_optional(kind: Any) -> Any:
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        arguments = [argument for argument in typing.get_args(kind) if argument is not type(None)]
+        return arguments[0]
+    return kind
+
+
+def load_yaml(path: str | os.PathLike, config_class: type = FitConfig) -> dict[str, Any]:
+    """Read a YAML file of options and check its keys against ``config_class``.
+
+    Raises:
+        ValueError: When the file is not a mapping or has unknown keys.
+    """
+    path = Path(path)
+    with open(path, encoding="utf-8") as handle:
+        values = yaml.safe_load(handle) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a config file must be a mapping of option: value, got {type(values).__name__}")
+    known = {item.name for item in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown option(s) {unknown}; valid options: {', '.join(sorted(known))}")
+    for name, value in values.items():
+        if isinstance(value, list):
+            values[name] = tuple(value)
+    return values
+
+
+def parse_config(argv: list[str] | None = None, config_class: type = FitConfig, description: str | None = None):
+    """Parse the command line (and its ``--config`` file) into a ``config_class`` instance.
+
+    Raises:
+        SystemExit: With argparse's usage message when an option is invalid.
+    """
+    parser = build_parser(config_class, description)
+    first, _ = parser.parse_known_args(argv)
+    if first.config is not None:
+        try:
+            parser.set_defaults(**load_yaml(first.config, config_class))
+        except (OSError, ValueError) as error:
+            parser.error(str(error))
+    arguments = vars(parser.parse_args(argv))
+    arguments.pop("config")
+    try:
+        return config_class(**arguments)
+    except ValueError as error:
+        parser.error(str(error))

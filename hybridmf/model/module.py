@@ -1,0 +1,276 @@
+"""The ``HybridMF`` Lightning module: row tower + column tower + head + loss.
+
+The network parts (``Tower``, heads) are plain ``nn.Module``s; this module wires them,
+computes the loss, logs and evaluates. Every constructor argument is a plain value saved
+with ``save_hyperparameters()``, so ``HybridMF.load_from_checkpoint(path)`` rebuilds the
+model alone. Feature matrices are buffers (part of the state dict), and the entity ids,
+names and known pairs travel in the checkpoint under the key ``"hybridmf"``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from hybridmf import losses
+from hybridmf.evaluation.metrics import RankingEvaluator
+from hybridmf.model.heads import make_head
+from hybridmf.model.towers import Tower
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_KEY = "hybridmf"
+CHECKPOINT_FORMAT = 1
+OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "rmsprop": torch.optim.RMSprop,
+    "sgd": torch.optim.SGD,
+    "adagrad": torch.optim.Adagrad,
+}
+LOSS_NAMES = ("bce", "bpr", "margin")
+
+
+class HybridMF(pl.LightningModule):
+    """Hybrid matrix factorization for binary implicit feedback.
+
+    Args:
+        n_rows: Number of row entities (drugs, users).
+        n_cols: Number of column entities (ADRs, items).
+        k: Size of the latent space.
+        head: ``"dot"`` (dot product + affine output) or ``"mlp"`` (deep interaction head).
+        head_hidden: Hidden layer sizes of the MLP head.
+        head_dropout: Dropout of the MLP head.
+        head_product: Feed ``u ⊙ v`` to the MLP head too.
+        row_ids: Learn an ID embedding per row.
+        col_ids: Learn an ID embedding per column.
+        row_feature_dim: Size of the row feature vectors; 0 for none.
+        col_feature_dim: Size of the column feature vectors; 0 for none.
+        encoder_hidden: Hidden layer sizes of the feature encoders (empty: linear map).
+        encoder_activation: Activation of the encoders.
+        encoder_dropout: Dropout of the encoders.
+        encoder_norm: ``None``, ``"batch"`` or ``"layer"`` normalization in the encoders.
+        combine: ``"sum"`` or ``"concat"`` of ID embedding and encoded features.
+        id_dropout: Probability of dropping an example's ID embeddings in training.
+        bias: Learn a bias per row and per column (a popularity prior).
+        loss: ``"bce"`` (class-weighted binary cross-entropy), ``"bpr"`` or ``"margin"``
+            (triplet losses; their scores rank but are not calibrated probabilities).
+        pos_weight: Weight of positives in the BCE loss (unknown pairs weigh 1).
+        margin: Margin of the margin (hinge) loss.
+        l2: Penalty on the squared norm of the latent vectors and biases of each batch.
+        optimizer: One of ``OPTIMIZERS``.
+        lr: Learning rate.
+        weight_decay: Weight decay of the optimizer.
+        eval_k: Cut-off of the ranking metrics (NDCG@k, hit rate@k, ...).
+        featurizer: Plain settings that turn raw entity data into feature vectors (for
+            example the fingerprint radius and size); stored for prediction time.
+
+    Example:
+        >>> model = HybridMF(n_rows=3, n_cols=4, k=2)
+        >>> model.score_rows(torch.tensor([0, 2])).shape
+        torch.Size([2, 4])
+    """
+
+    def __init__(
+        self,
+        n_rows: int,
+        n_cols: int,
+        k: int = 5,
+        head: str = "dot",
+        head_hidden: Sequence[int] = (64,),
+        head_dropout: float = 0.0,
+        head_product: bool = True,
+        row_ids: bool = True,
+        col_ids: bool = True,
+        row_feature_dim: int = 0,
+        col_feature_dim: int = 0,
+        encoder_hidden: Sequence[int] = (),
+        encoder_activation: str = "relu",
+        encoder_dropout: float = 0.0,
+        encoder_norm: str | None = None,
+        combine: str = "sum",
+        id_dropout: float = 0.0,
+        bias: bool = False,
+        loss: str = "bce",
+        pos_weight: float = 50.0,
+        margin: float = 1.0,
+        l2: float = 0.0,
+        optimizer: str = "rmsprop",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        eval_k: int = 10,
+        featurizer: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if loss not in LOSS_NAMES:
+            raise ValueError(f"loss must be one of {LOSS_NAMES}, got {loss!r}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        self.save_hyperparameters()
+        encoder = dict(
+            encoder_hidden=tuple(encoder_hidden),
+            activation=encoder_activation,
+            dropout=encoder_dropout,
+            norm=encoder_norm,
+            combine=combine,
+            id_dropout=id_dropout,
+        )
+        self.row_tower = Tower(n_rows, k, row_ids, row_feature_dim, **encoder)
+        self.col_tower = Tower(n_cols, k, col_ids, col_feature_dim, **encoder)
+        self.head = make_head(head, k, tuple(head_hidden), head_dropout, head_product)
+        self.row_bias = nn.Embedding(n_rows, 1) if bias else None
+        self.col_bias = nn.Embedding(n_cols, 1) if bias else None
+        if bias:
+            nn.init.zeros_(self.row_bias.weight)
+            nn.init.zeros_(self.col_bias.weight)
+        self.evaluator = RankingEvaluator(k=eval_k, threshold=0.0)
+        self.entities: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------------------------
+    # Data that is not a hyperparameter: features, trained entities, ids and names.
+
+    def set_features(self, row_features: Tensor | None = None, col_features: Tensor | None = None) -> None:
+        """Copy the ``(n_rows, d_row)`` / ``(n_cols, d_col)`` feature matrices into the towers.
+
+        Raises:
+            ValueError: When a matrix does not match the feature size the model was built for.
+        """
+        for tower, features, side in ((self.row_tower, row_features, "row"), (self.col_tower, col_features, "column")):
+            if features is None:
+                continue
+            expected = tuple(tower.features.shape) if tower.encoder is not None else (len(tower.trained), 0)
+            if tuple(features.shape) != expected:
+                raise ValueError(f"{side} features must have shape {expected}, got {tuple(features.shape)}")
+            tower.features.copy_(features)
+
+    def set_trained_entities(self, rows: Tensor, cols: Tensor) -> None:
+        """Mark which rows and columns have training pairs; the others get zero ID embeddings."""
+        for tower, present in ((self.row_tower, rows), (self.col_tower, cols)):
+            tower.trained.zero_()
+            tower.trained[present] = True
+        if self.row_bias is not None:
+            with torch.no_grad():
+                self.row_bias.weight[~self.row_tower.trained] = 0.0
+
+    def set_entities(self, **entities: Any) -> None:
+        """Store ids, names and known pairs (plain lists and tensors) to save with the checkpoint."""
+        self.entities.update(entities)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {"format": CHECKPOINT_FORMAT, **self.entities}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stored = checkpoint.get(CHECKPOINT_KEY)
+        if stored is None:
+            raise ValueError(
+                f"this checkpoint has no {CHECKPOINT_KEY!r} entry, so it was not written by "
+                f"hybridmf; write it with scripts/fit.py"
+            )
+        if stored.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"checkpoint format {stored.get('format')!r} is not supported by this version "
+                f"of hybridmf (it reads format {CHECKPOINT_FORMAT}); retrain or use the "
+                f"hybridmf version that wrote it"
+            )
+        self.entities = {key: value for key, value in stored.items() if key != "format"}
+
+    # ----------------------------------------------------------------------------------
+    # Scoring.
+
+    def forward(self, rows: Tensor, cols: Tensor) -> Tensor:
+        """Return the ``(B,)`` logits of the pairs ``(rows[i], cols[i])``."""
+        logits = self.head(self.row_tower(rows), self.col_tower(cols))  # (B,)
+        return logits + self._bias(rows, cols)
+
+    def _bias(self, rows: Tensor, cols: Tensor) -> Tensor | float:
+        if self.row_bias is None:
+            return 0.0
+        return self.row_bias(rows).squeeze(1) + self.col_bias(cols).squeeze(1)  # (B,)
+
+    def score_rows(self, rows: Tensor) -> Tensor:
+        """Return the ``(N, n_cols)`` logits of every column for the rows ``(N,)``."""
+        cols = self.col_tower.all()  # (C, k)
+        scores = self.head.score_matrix(self.row_tower(rows), cols)  # (N, C)
+        if self.row_bias is not None:
+            scores = scores + self.row_bias(rows) + self.col_bias.weight.T  # (N, 1) + (1, C)
+        return scores
+
+    def score_new_rows(self, features: Tensor) -> Tensor:
+        """Return the ``(N, n_cols)`` logits of new rows from their ``(N, d_row)`` features.
+
+        Raises:
+            ValueError: When the model has no row feature encoder.
+        """
+        if self.row_tower.encoder is None:
+            raise ValueError(
+                "this model has no row feature encoder (it was trained with --features none), "
+                "so it cannot score a new entity; train it with --features fingerprints or drug"
+            )
+        scores = self.head.score_matrix(self.row_tower.encode_features(features), self.col_tower.all())
+        if self.col_bias is not None:
+            scores = scores + self.col_bias.weight.T  # (N, C) + (1, C)
+        return scores
+
+    # ----------------------------------------------------------------------------------
+    # Training.
+
+    def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        rows = batch["row"]
+        if "neg" in batch:
+            positive = self(rows, batch["pos"])  # (B,)
+            negative = self(rows, batch["neg"])  # (B,)
+            if self.hparams.loss == "margin":
+                loss = losses.margin_loss(positive, negative, self.hparams.margin)
+            else:
+                loss = losses.bpr_loss(positive, negative)
+            penalty_cols = torch.cat([batch["pos"], batch["neg"]])
+        else:
+            logits = self(rows, batch["col"])  # (B,)
+            loss = losses.weighted_bce_loss(logits, batch["label"], self.hparams.pos_weight)
+            penalty_cols = batch["col"]
+        if self.hparams.l2 > 0:
+            loss = loss + self.hparams.l2 * self._penalty(rows, penalty_cols)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(rows))
+        return loss
+
+    def _penalty(self, rows: Tensor, cols: Tensor) -> Tensor:
+        """Return the mean squared norm of the batch's latent vectors (and biases)."""
+        penalty = self.row_tower(rows).pow(2).sum(1).mean() + self.col_tower(cols).pow(2).sum(1).mean()
+        if self.row_bias is not None:
+            penalty = penalty + self.row_bias(rows).pow(2).mean() + self.col_bias(cols).pow(2).mean()
+        return penalty
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def on_validation_epoch_start(self) -> None:
+        self.evaluator.reset()
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        scores = self.score_rows(batch["rows"])  # (n, C)
+        self.evaluator.update(scores.float().cpu(), batch["candidates"].cpu(), batch["positives"].cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = {f"val/{name}": float(value) for name, value in self.evaluator.compute().items()}
+        self.log("val/auroc", metrics.pop("val/auroc"), prog_bar=True)
+        self.log_dict(metrics)
+
+    def predict_step(self, batch: dict[str, Tensor] | Tensor, batch_idx: int) -> Tensor:
+        """Return the ``(N, n_cols)`` logits of a batch of rows (a tensor or ``{"rows": ...}``)."""
+        rows = batch["rows"] if isinstance(batch, dict) else batch
+        return self.score_rows(rows)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        name = self.hparams.optimizer
+        options: dict[str, Any] = {"lr": self.hparams.lr, "weight_decay": self.hparams.weight_decay}
+        if name == "rmsprop":
+            # Keras' RMSprop defaults, which the original prototype used.
+            options.update(alpha=0.9, eps=1e-7)
+        return OPTIMIZERS[name](self.parameters(), **options)

@@ -1,0 +1,30 @@
+"""Train a hybridmf model and write its checkpoints and validation metrics.
+
+Examples:
+    python scripts/fit.py --features none --data-dir ../shared/data/mef
+    python scripts/fit.py --config configs/keras-original.yaml --max-epochs 5
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from hybridmf.config import FitConfig, parse_config
+from hybridmf.training import run_fit
+
+
+def main(argv: list[str] | None = None) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = parse_config(argv, FitConfig, description=__doc__.splitlines()[0])
+    metrics = run_fit(config)
+    width = max(len(name) for name in metrics)
+    print()
+    for name, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        print(f"{name:<{width}}  {shown}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,60 @@
+"""Shared fixtures: a tiny synthetic data set in the MEF file layout, and the real MEF copy."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def find_mef_dir() -> Path | None:
+    """Return the real MEF copy from HYBRIDMF_DATA_DIR or ../shared/data/mef, if present."""
+    candidates = [os.environ.get("HYBRIDMF_DATA_DIR"), REPOSITORY.parent / "shared" / "data" / "mef"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "data" / "association.txt").is_file():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def mef_dir() -> Path:
+    """The real MEF data; tests that use it are skipped when it is absent."""
+    found = find_mef_dir()
+    if found is None:
+        pytest.skip("MEF data not found: set HYBRIDMF_DATA_DIR or place a copy at ../shared/data/mef")
+    return found
+
+
+def write_mef_layout(root: Path, n_drugs: int = 12, n_adrs: int = 10, seed: int = 0) -> Path:
+    """Write a block-structured data set in the MEF file layout under ``root``.
+
+    Drugs and ADRs form two blocks; a drug has most ADRs of its own block and none of the
+    other, so a model that learns the blocks ranks held-out pairs first.
+    """
+    generator = np.random.default_rng(seed)
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    smiles = ["CCO", "CCN", "c1ccccc1", "CC(=O)O", "CCCC", "CCOC"]
+    drugs = [
+        f"-{100 + i}\tDB{i:05d}\t\"\"\tdrug{i}\t{smiles[i % len(smiles)]}" for i in range(n_drugs)
+    ]
+    adrs = [f"C{i:07d}\tadr {i}" for i in range(n_adrs)]
+    pairs = []
+    for i in range(n_drugs):
+        block = range(0, n_adrs // 2) if i < n_drugs // 2 else range(n_adrs // 2, n_adrs)
+        for j in block:
+            if generator.random() < 0.8:
+                pairs.append(f"-{100 + i}\tC{j:07d}")
+    (root / "data" / "drug.txt").write_text("\n".join(drugs) + "\n")
+    (root / "data" / "adr.txt").write_text("\n".join(adrs) + "\n")
+    (root / "data" / "association.txt").write_text("\n".join(pairs) + "\n")
+    return root
+
+
+@pytest.fixture()
+def tiny_mef_dir(tmp_path: Path) -> Path:
+    """A small synthetic data set in the MEF layout, in a temporary directory."""
+    return write_mef_layout(tmp_path / "mef")

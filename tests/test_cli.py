@@ -1,0 +1,90 @@
+"""Smoke tests of the command line and the YAML configs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hybridmf.config import FitConfig, load_yaml, parse_config
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPOSITORY / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_flags_override_config_file(tmp_path: Path):
+    path = tmp_path / "run.yaml"
+    path.write_text("k: 7\nlr: 0.01\nhead_hidden: [32, 16]\n")
+    config = parse_config(["--config", str(path), "--lr", "0.5"])
+
+    assert config.k == 7
+    assert config.lr == 0.5
+    assert config.head_hidden == (32, 16)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("kk: 3\n", r"unknown option\(s\) \['kk'\]; valid options: .*batch_size"),
+        ("- 3\n", r"a config file must be a mapping"),
+    ],
+)
+def test_invalid_config_file(tmp_path: Path, content: str, message: str):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_yaml(path)
+
+
+def test_invalid_choice_in_config_file(tmp_path: Path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("optimizer: lbfgs\n")
+    with pytest.raises(SystemExit):
+        parse_config(["--config", str(path)])
+    assert "invalid value 'lbfgs' for optimizer; valid values: adam" in capsys.readouterr().err
+
+
+def test_unbuilt_feature_choice_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        parse_config(["--features", "everything"])
+    assert "invalid choice: 'everything'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", sorted((REPOSITORY / "configs").glob("*.yaml")), ids=lambda path: path.name)
+def test_shipped_configs_parse(path: Path):
+    assert isinstance(parse_config(["--config", str(path)]), FitConfig)
+    assert set(yaml.safe_load(path.read_text())) <= set(FitConfig().to_dict())
+
+
+def test_fit_script_smoke(tiny_mef_dir: Path, tmp_path: Path, capsys):
+    out = tmp_path / "run"
+    metrics = _load_script("fit").main(
+        ["--features", "none", "--data-dir", str(tiny_mef_dir), "--max-epochs", "2", "--batch-size", "32",
+         "--val-fraction", "0.2", "--out", str(out), "--no-progress"]
+    )
+
+    assert (out / "metrics.json").is_file()
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+    assert Path(metrics["checkpoint"]).is_file()
+    assert "popularity_auroc" in capsys.readouterr().out
+
+
+def test_fit_without_validation_keeps_last_epoch(tiny_mef_dir: Path, tmp_path: Path):
+    out = tmp_path / "final"
+    metrics = _load_script("fit").main(
+        ["--data-dir", str(tiny_mef_dir), "--max-epochs", "2", "--val-fraction", "0", "--out", str(out), "--no-progress"]
+    )
+
+    assert metrics["checkpoint"].endswith("last.ckpt")
+    assert metrics["evaluated_on"].startswith("training pairs only")
+    assert "train_auroc" in metrics
+    assert "auroc" not in metrics

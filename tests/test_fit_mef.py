@@ -1,0 +1,66 @@
+"""Integration tests on the real MEF data: loading, a short training run, checkpoint reload."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hybridmf import HybridMF
+from hybridmf.config import FitConfig
+from hybridmf.data.mef import load_mef, verify
+from hybridmf.training import run_fit
+
+pytestmark = pytest.mark.integration
+
+
+def test_mef_counts(mef_dir: Path):
+    data = load_mef(mef_dir)
+
+    assert (data.n_rows, data.n_cols, data.n_pairs) == (746, 817, 24803)
+    assert data.rows.loc[2, "name"] == "ropivacaine"
+    assert data.cols.loc[0, "id"] == "C0684249"
+
+
+def test_mef_copy_matches_pinned_checksums(mef_dir: Path):
+    assert verify(mef_dir) == {}
+
+
+@pytest.fixture(scope="module")
+def short_run(mef_dir: Path, tmp_path_factory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("fit")
+    config = FitConfig(data_dir=str(mef_dir), max_epochs=4, out=str(out), progress=False, seed=0)
+    return run_fit(config), out
+
+
+def test_short_run_beats_popularity(short_run):
+    metrics, _ = short_run
+
+    assert metrics["auroc"] > metrics["popularity_auroc"] + 0.01
+
+
+def test_short_run_writes_outputs(short_run):
+    metrics, out = short_run
+    written = json.loads((out / "metrics.json").read_text())
+
+    for key in ("auroc", "aupr", "accuracy", "ndcg@10", "hr@10", "precision@10", "recall@10",
+                "popularity_auroc", "epochs", "seed", "checkpoint"):
+        assert key in written
+    assert Path(written["checkpoint"]).is_file()
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    assert written == pytest.approx(metrics) or written["auroc"] == metrics["auroc"]
+
+
+def test_checkpoint_reload_gives_same_scores(short_run):
+    metrics, out = short_run
+    checkpoint = torch.load(metrics["checkpoint"], map_location="cpu", weights_only=True)
+    model = HybridMF.load_from_checkpoint(metrics["checkpoint"], map_location="cpu").eval()
+    direct = HybridMF(**checkpoint["hyper_parameters"])
+    direct.load_state_dict(checkpoint["state_dict"])
+    rows = torch.arange(746)
+
+    assert torch.equal(model.score_rows(rows), direct.eval().score_rows(rows))
+    assert model.entities["row_ids"][2] == "-71273"
+    assert len(model.entities["known_pairs"]) == 24803
