@@ -27,36 +27,74 @@ def _option(default: Any, help: str, choices: tuple | None = None, **extra: Any)
     return field(default=default, metadata=metadata)
 
 
-FEATURE_PRESETS = ("none",)
+FEATURE_PRESETS = ("none", "fingerprints", "drug", "adr", "all")
 
 
 @dataclass
 class FitConfig:
     """Options of a training run; the defaults reproduce the original Keras prototype."""
 
-    # Data.
-    dataset: str = _option("mef", "named data set to train on", choices=("mef",))
+    # Data: a named data set, or your own files.
+    dataset: str = _option("mef", "named data set; ignored when --interactions is given", choices=("mef",))
     data_dir: str | None = _option(
         None, "local copy of the MEF repository (default: $HYBRIDMF_DATA_DIR, then the cache under data/)"
     )
+    interactions: str | None = _option(None, "interactions file (CSV, TSV or Parquet) to train on instead of MEF")
+    rows: str | None = _option(None, "row entity table (id, name, optional smiles) for --interactions")
+    cols: str | None = _option(None, "column entity table (id, name) for --interactions")
+    row_id_column: str = _option("row_id", "column of the interactions file that holds the row id")
+    col_id_column: str = _option("col_id", "column of the interactions file that holds the column id")
+    weight_column: str | None = _option(None, "optional column of graded confidence weights in the interactions file")
+    row_feature_files: tuple[str, ...] = _option((), "feature tables of the rows, keyed by row id")
+    col_feature_files: tuple[str, ...] = _option((), "feature tables of the columns, keyed by column id")
+    allow_unknown_ids: bool = _option(False, "add ids that appear only in the interactions file to the entity tables")
+    missing_features: str = _option(
+        "error", "what to do when a feature table lacks some entities", choices=("error", "zero")
+    )
+    # Side features.
     features: str = _option("none", "side features fed to the encoders", choices=FEATURE_PRESETS)
+    drug_sources: tuple[str, ...] = _option((), "individual drug feature sources; overrides the preset's drug part")
+    adr_sources: tuple[str, ...] = _option((), "individual ADR feature sources; overrides the preset's ADR part")
+    fingerprint_radius: int = _option(2, "radius of the Morgan fingerprints")
+    fingerprint_bits: int = _option(2048, "number of bits of the Morgan fingerprints")
+    allow_label_leak: bool = _option(
+        False, "allow feature sources computed from the associations (ADR co-occurrence); invalidates evaluation"
+    )
     # Split.
     split: str = _option("warm", "hold out pairs (warm) or whole drugs (cold)", choices=("warm", "cold"))
     val_fraction: float = _option(
         0.1, "fraction of pairs (warm) or drugs (cold) held out for validation; 0 trains on every pair"
     )
-    seed: int = _option(0, "seed of the split, the initialization and the batch order")
+    seed: int = _option(0, "seed of the split, the initialization, the batch order and the negatives")
     # Model.
     k: int = _option(5, "size of the latent space")
     head: str = _option("dot", "pair scorer: dot product + affine output, or an MLP", choices=("dot", "mlp"))
     head_hidden: tuple[int, ...] = _option((64,), "hidden layer sizes of the MLP head")
+    head_dropout: float = _option(0.0, "dropout of the MLP head")
+    head_product: bool = _option(True, "also feed the element-wise product of the two vectors to the MLP head")
+    row_ids: bool = _option(True, "learn an ID embedding per row (drug)")
+    col_ids: bool = _option(True, "learn an ID embedding per column (ADR)")
+    encoder_hidden: tuple[int, ...] = _option((), "hidden layer sizes of the feature encoders (none: a linear map)")
+    encoder_activation: str = _option("relu", "activation of the encoders", choices=("relu", "gelu", "tanh", "leaky_relu"))
+    encoder_dropout: float = _option(0.0, "dropout of the encoders")
+    encoder_norm: str | None = _option(None, "normalization in the encoders: batch or layer", choices=(None, "batch", "layer"))
+    combine: str = _option("sum", "how ID embedding and encoded features combine", choices=("sum", "concat"))
+    id_dropout: float = _option(0.0, "probability of dropping an example's ID embeddings in training")
     bias: bool = _option(False, "learn a bias per drug and per ADR (a popularity prior)")
-    # Loss and optimization.
-    loss: str = _option("bce", "training loss", choices=("bce", "bpr", "margin"))
+    # Loss and sampling.
+    loss: str = _option("bce", "training loss: weighted BCE, or a triplet loss", choices=("bce", "triplet"))
+    triplet: str = _option("bpr", "triplet loss: BPR or margin (hinge)", choices=("bpr", "margin"))
     pos_weight: float = _option(50.0, "weight of a positive pair in the BCE loss (unknown pairs weigh 1)")
-    margin: float = _option(1.0, "margin of the margin (hinge) triplet loss")
+    margin: float = _option(1.0, "margin of the margin triplet loss")
+    negatives: str = _option(
+        "full", "BCE on every pair of the grid, or on sampled negatives", choices=("full", "sampled")
+    )
+    neg_ratio: int = _option(4, "sampled negatives per positive, redrawn every epoch")
+    neg_sampling: str = _option(
+        "uniform", "distribution of sampled negatives", choices=("uniform", "popularity")
+    )
+    # Optimization.
     l2: float = _option(0.0, "L2 penalty on the latent vectors of each batch")
-    negatives: str = _option("full", "train on the full grid of pairs", choices=("full",))
     optimizer: str = _option(
         "rmsprop", "optimizer", choices=("adam", "adamw", "rmsprop", "sgd", "adagrad")
     )
@@ -64,12 +102,16 @@ class FitConfig:
     weight_decay: float = _option(0.0, "weight decay of the optimizer")
     batch_size: int = _option(2000, "training examples per batch")
     max_epochs: int = _option(20, "number of training epochs")
+    patience: int | None = _option(None, "stop after this many epochs without a better validation AUROC")
     # Evaluation and output.
     eval_k: int = _option(10, "cut-off k of the ranking metrics (NDCG@k, HR@k, precision@k, recall@k)")
     out: str | None = _option(None, "output directory (default: runs/fit-<date>-<time>)")
+    resume: str | None = _option(None, "checkpoint to continue training from (optimizer state, epoch, RNG)")
     # Hardware; passed to the Lightning Trainer.
     accelerator: str = _option("auto", "Lightning accelerator: auto, cpu, gpu, ...")
     devices: str = _option("auto", "Lightning devices: auto, a count, or a list such as 0,1")
+    strategy: str = _option("auto", "Lightning strategy: auto, ddp, ...")
+    num_nodes: int = _option(1, "number of machines for distributed training")
     progress: bool = _option(True, "show a progress bar")
 
     def __post_init__(self) -> None:

@@ -49,8 +49,18 @@ def build_model(config: FitConfig, data: InteractionData, split: Split) -> Hybri
         k=config.k,
         head=config.head,
         head_hidden=tuple(config.head_hidden),
+        head_dropout=config.head_dropout,
+        head_product=config.head_product,
+        row_ids=config.row_ids,
+        col_ids=config.col_ids,
+        encoder_hidden=tuple(config.encoder_hidden),
+        encoder_activation=config.encoder_activation,
+        encoder_dropout=config.encoder_dropout,
+        encoder_norm=config.encoder_norm,
+        combine=config.combine,
+        id_dropout=config.id_dropout,
         bias=config.bias,
-        loss=config.loss,
+        loss=model_loss(config),
         pos_weight=config.pos_weight,
         margin=config.margin,
         l2=config.l2,
@@ -72,6 +82,29 @@ def build_model(config: FitConfig, data: InteractionData, split: Split) -> Hybri
         dataset=data.name,
     )
     return model
+
+
+def model_loss(config: FitConfig) -> str:
+    """Return the model's loss name: ``"bce"``, or the triplet loss ``"bpr"`` / ``"margin"``."""
+    return config.triplet if config.loss == "triplet" else "bce"
+
+
+def check_supported(config: FitConfig) -> None:
+    """Reject options whose value is accepted by the parser but not built yet.
+
+    Raises:
+        ValueError: Naming the option, the value and what works today.
+    """
+    unsupported = {
+        "features": (config.features != "none", "only 'none' is built so far"),
+        "loss": (config.loss != "bce", "only 'bce' is built so far"),
+        "negatives": (config.negatives != "full", "only 'full' is built so far"),
+        "interactions": (config.interactions is not None, "reading your own files is not built yet; use --dataset mef"),
+        "resume": (config.resume is not None, "resuming is not built yet"),
+    }
+    for option, (rejected, reason) in unsupported.items():
+        if rejected:
+            raise ValueError(f"--{option.replace('_', '-')} {getattr(config, option)!r} is not supported: {reason}")
 
 
 def build_trainer(config: FitConfig, out_dir: Path, monitor: bool) -> tuple[pl.Trainer, ModelCheckpoint]:
@@ -137,6 +170,7 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
     on held-out data, and the last epoch is kept: this is the model to rank unknown pairs
     with once the settings were chosen by validation or cross-validation.
     """
+    check_supported(config)
     started = time.time()
     out_dir = Path(config.out) if config.out is not None else Path("runs") / time.strftime("fit-%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)

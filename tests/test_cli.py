@@ -53,7 +53,7 @@ def test_invalid_choice_in_config_file(tmp_path: Path, capsys):
     assert "invalid value 'lbfgs' for optimizer; valid values: adam" in capsys.readouterr().err
 
 
-def test_unbuilt_feature_choice_is_rejected(capsys):
+def test_unknown_feature_choice_is_rejected(capsys):
     with pytest.raises(SystemExit):
         parse_config(["--features", "everything"])
     assert "invalid choice: 'everything'" in capsys.readouterr().err
