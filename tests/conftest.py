@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny synthetic data set in the MEF file layout, and the real MEF copy."""
+"""Shared fixtures: a tiny synthetic data set in the MEF file layout, a model trained on it, and the real MEF copy."""
 
 from __future__ import annotations
 
@@ -58,3 +58,43 @@ def write_mef_layout(root: Path, n_drugs: int = 12, n_adrs: int = 10, seed: int 
 def tiny_mef_dir(tmp_path: Path) -> Path:
     """A small synthetic data set in the MEF layout, in a temporary directory."""
     return write_mef_layout(tmp_path / "mef")
+
+
+@pytest.fixture(scope="session")
+def final_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A model trained on every pair of the synthetic data set (2 epochs), as ``(checkpoint, data dir)``."""
+    from hybridmf.config import FitConfig
+    from hybridmf.training import run_fit
+
+    data_dir = write_mef_layout(tmp_path_factory.mktemp("final-data"))
+    out = tmp_path_factory.mktemp("final-run")
+    config = FitConfig(
+        data_dir=str(data_dir), val_fraction=0, max_epochs=2, batch_size=32, out=str(out), progress=False, accelerator="cpu"
+    )
+    metrics = run_fit(config)
+    return Path(metrics["checkpoint"]), data_dir
+
+
+def write_checkpoint(model, path: Path) -> Path:
+    """Save a model built in a test as a checkpoint that ``HybridMF.load_from_checkpoint`` reads."""
+    import pytorch_lightning as pl
+    import torch
+
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": dict(model.hparams),
+        "pytorch-lightning_version": pl.__version__,
+    }
+    model.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, path)
+    return path
+
+
+def fingerprint_featurizer(n_bits: int, radius: int = 2) -> dict:
+    """Featurizer settings of a model whose only row features are Morgan bits plus the missing flag."""
+    return {
+        "row": [{"source": "fingerprint", "width": n_bits + 1, "offset": 0}],
+        "col": [],
+        "fingerprint_radius": radius,
+        "fingerprint_bits": n_bits,
+    }

@@ -1,4 +1,5 @@
-"""Readers for delimited text files that report problems by file, line and value."""
+"""File input and output: readers of delimited text that report problems by file, line and
+value, and atomic writes of text and tables."""
 
 from __future__ import annotations
 
@@ -147,3 +148,53 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+# File name suffixes of the tables that write_table writes, with their format.
+TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet"}
+
+
+def table_format(path: str | os.PathLike) -> str:
+    """Return ``"csv"`` or ``"parquet"`` from the suffix of a table's file name.
+
+    Raises:
+        ValueError: When the suffix is neither ``.csv`` nor ``.parquet``.
+
+    Example:
+        >>> table_format("novel.CSV"), table_format("out/novel.parquet")
+        ('csv', 'parquet')
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise ValueError(
+            f"{path}: unknown table format {suffix or '(no suffix)'!r}; use a file name ending in "
+            f"{' or '.join(TABLE_SUFFIXES)}"
+        )
+    return TABLE_SUFFIXES[suffix]
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a data frame atomically as CSV or Parquet, chosen by the file name suffix.
+
+    The index is not written. Parquet needs pyarrow (the ``parquet`` extra).
+
+    Args:
+        frame: The table.
+        path: Destination ending in ``.csv`` or ``.parquet``.
+
+    Returns:
+        The destination path.
+
+    Raises:
+        ValueError: When the suffix is neither ``.csv`` nor ``.parquet``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "scores.csv"
+        >>> _ = write_table(pd.DataFrame({"id": ["a"], "score": [0.5]}), target)
+        >>> target.read_text()
+        'id,score\\na,0.5\\n'
+    """
+    if table_format(path) == "csv":
+        return write_atomic(path, lambda temporary: frame.to_csv(temporary, index=False))
+    return write_atomic(path, lambda temporary: frame.to_parquet(temporary, index=False))
