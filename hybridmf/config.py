@@ -44,9 +44,13 @@ class FitConfig:
     cols: str | None = _option(None, "column entity table (id, name) for --interactions")
     row_id_column: str = _option("row_id", "column of the interactions file that holds the row id")
     col_id_column: str = _option("col_id", "column of the interactions file that holds the column id")
-    weight_column: str | None = _option(None, "optional column of graded confidence weights in the interactions file")
-    row_feature_files: tuple[str, ...] = _option((), "feature tables of the rows, keyed by row id")
-    col_feature_files: tuple[str, ...] = _option((), "feature tables of the columns, keyed by column id")
+    weight_column: str | None = _option(
+        None, "optional column of positive confidence weights in the interactions file (stored, not yet used in training)"
+    )
+    row_feature_files: tuple[str, ...] = _option(
+        (), "feature tables of the rows: an id column plus numeric columns, or a 'tokens' column of ;-separated tokens"
+    )
+    col_feature_files: tuple[str, ...] = _option((), "feature tables of the columns, in the format of --row-feature-files")
     allow_unknown_ids: bool = _option(False, "add ids that appear only in the interactions file to the entity tables")
     missing_features: str = _option(
         "error", "what to do when a feature table lacks some entities", choices=("error", "zero")

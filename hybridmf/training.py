@@ -21,6 +21,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from hybridmf.config import FitConfig
 from hybridmf.data.datamodule import InteractionDataModule, RowChunks
+from hybridmf.data.files import load_interaction_files
 from hybridmf.data.interactions import InteractionData
 from hybridmf.data.io import write_atomic
 from hybridmf.data.mef import load_mef
@@ -36,9 +37,44 @@ logger = logging.getLogger(__name__)
 REPORTED_METRICS = ("auroc", "aupr", "accuracy", "ndcg@{k}", "hr@{k}", "precision@{k}", "recall@{k}", "mrr")
 
 
+# Options that apply only together with --interactions.
+OWN_DATA_OPTIONS = ("rows", "cols", "weight_column", "row_feature_files", "col_feature_files")
+
+
 def load_data(config: FitConfig) -> InteractionData:
-    """Load the data set named by the configuration."""
-    return load_mef(config.data_dir)
+    """Load your own files when ``config.interactions`` is set, else the data set ``config.dataset``.
+
+    Raises:
+        ValueError: When an option of your own files is set without ``interactions``.
+    """
+    if config.interactions is None:
+        options_set = [name for name in OWN_DATA_OPTIONS if getattr(config, name) not in (None, (), [])]
+        if options_set:
+            flags = ", ".join("--" + name.replace("_", "-") for name in options_set)
+            raise ValueError(
+                f"{flags} need(s) --interactions FILE; without it the data set "
+                f"--dataset {config.dataset} is loaded, which has its own files"
+            )
+        return load_mef(config.data_dir)
+
+    if config.weight_column is not None:
+        logger.warning(
+            "the weights of the column %r are stored with the data but not used in training "
+            "yet: every known pair weighs --pos-weight in the loss",
+            config.weight_column,
+        )
+    return load_interaction_files(
+        config.interactions,
+        rows=config.rows,
+        cols=config.cols,
+        row_id_column=config.row_id_column,
+        col_id_column=config.col_id_column,
+        weight_column=config.weight_column,
+        allow_unknown_ids=config.allow_unknown_ids,
+        row_feature_files=config.row_feature_files,
+        col_feature_files=config.col_feature_files,
+        missing_features=config.missing_features,
+    )
 
 
 def build_model(config: FitConfig, data: InteractionData, split: Split) -> HybridMF:
@@ -99,7 +135,6 @@ def check_supported(config: FitConfig) -> None:
         "features": (config.features != "none", "only 'none' is built so far"),
         "loss": (config.loss != "bce", "only 'bce' is built so far"),
         "negatives": (config.negatives != "full", "only 'full' is built so far"),
-        "interactions": (config.interactions is not None, "reading your own files is not built yet; use --dataset mef"),
         "resume": (config.resume is not None, "resuming is not built yet"),
     }
     for option, (rejected, reason) in unsupported.items():

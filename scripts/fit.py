@@ -3,6 +3,8 @@
 Examples:
     python scripts/fit.py --features none --data-dir ../shared/data/mef
     python scripts/fit.py --config configs/keras-original.yaml --max-epochs 5
+    python scripts/fit.py --interactions pairs.csv --rows drugs.csv --cols adrs.csv
+    python scripts/fit.py --config configs/own-data-example.yaml
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ class InteractionData:
         row_features: Optional feature tables of the row entities, keyed by source name;
             each is a data frame indexed by entity id.
         col_features: The same for column entities.
+        weights: Optional ``(P,)`` float32 confidence of each pair, aligned with ``pairs``.
+            None when every pair counts the same. Training does not use it yet.
 
     Example:
         >>> data = InteractionData.from_frames(
@@ -51,6 +53,7 @@ class InteractionData:
     name: str = "interactions"
     row_features: dict[str, pd.DataFrame] = field(default_factory=dict)
     col_features: dict[str, pd.DataFrame] = field(default_factory=dict)
+    weights: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -136,23 +139,175 @@ class InteractionData:
                     f" ({len(unknown)} pair(s) with unknown {label} ids)"
                 )
 
-        pair_index = np.stack([row_index, col_index], axis=1).astype(np.int64)  # (P, 2)
-        keys = pair_index[:, 0] * len(cols) + pair_index[:, 1]  # (P,)
-        unique_keys, first_seen = np.unique(keys, return_index=True)
-        if len(unique_keys) < len(keys):
-            repeated = np.setdiff1d(np.arange(len(keys)), first_seen)
-            if not drop_duplicates:
-                first = repeated[0]
-                raise DataFormatError(
-                    f"{source}, line {line_numbers[first]}: duplicate pair "
-                    f"({pairs['row_id'].iloc[first]!r}, {pairs['col_id'].iloc[first]!r}); "
-                    f"{len(repeated)} repeated pair(s) in total"
+        return cls._from_checked_indices(
+            rows,
+            cols,
+            row_index,
+            col_index,
+            weights=None,
+            name=name,
+            source=source,
+            line_numbers=line_numbers,
+            drop_duplicates=drop_duplicates,
+            row_label=row_label,
+            col_label=col_label,
+        )
+
+    @classmethod
+    def from_indices(
+        cls,
+        rows: pd.DataFrame,
+        cols: pd.DataFrame,
+        row_index: np.ndarray,
+        col_index: np.ndarray,
+        weights: np.ndarray | None = None,
+        name: str = "interactions",
+        source: str | None = None,
+        line_numbers: np.ndarray | None = None,
+        drop_duplicates: bool = False,
+        row_label: str = "row",
+        col_label: str = "column",
+        row_source: str | None = None,
+        col_source: str | None = None,
+    ) -> InteractionData:
+        """Build the data set from entity tables and pairs already mapped to entity indices.
+
+        This is the path for large files: the readers map ids to indices chunk by chunk, so
+        no id string per pair is kept. Repeated pairs are merged, and their weights are
+        merged by the maximum: a repeated line is the same evidence reported again, so
+        summing would count it twice and change the scale of the weights.
+
+        Args:
+            rows: Row entities with columns ``id`` and ``name`` (and optional ``line``).
+            cols: Column entities with columns ``id`` and ``name`` (and optional ``line``).
+            row_index: ``(P,)`` integer row index of each pair.
+            col_index: ``(P,)`` integer column index of each pair.
+            weights: Optional ``(P,)`` positive finite confidence of each pair.
+            name: Label of the data set.
+            source: File the pairs came from, named in error messages.
+            line_numbers: File line number of each pair, for messages; the 1-based position
+                when None.
+            drop_duplicates: Merge repeated pairs with a logged count instead of raising.
+            row_label: What a row is called in messages.
+            col_label: What a column is called in messages.
+            row_source: File the row table came from, for messages.
+            col_source: File the column table came from, for messages.
+
+        Returns:
+            The validated data set, with ``weights`` sorted like ``pairs``.
+
+        Raises:
+            DataFormatError: When an entity id repeats, or a pair repeats and
+                ``drop_duplicates`` is false.
+            ValueError: When the index arrays differ in length or hold an index out of
+                range, or ``weights`` has the wrong length or a value that is not finite
+                and positive.
+
+        Example:
+            >>> data = InteractionData.from_indices(
+            ...     rows=pd.DataFrame({"id": ["d1", "d2"], "name": ["aspirin", "ibuprofen"]}),
+            ...     cols=pd.DataFrame({"id": ["a1", "a2"], "name": ["rash", "nausea"]}),
+            ...     row_index=np.array([1, 0, 1]),
+            ...     col_index=np.array([0, 1, 0]),
+            ...     weights=np.array([2.0, 1.0, 5.0]),
+            ...     drop_duplicates=True,
+            ... )
+            >>> data.pairs.tolist(), data.weights.tolist()
+            ([[0, 1], [1, 0]], [1.0, 5.0])
+        """
+        rows = _check_entities(rows, f"{row_label} table", row_source or f"the {row_label} table")
+        cols = _check_entities(cols, f"{col_label} table", col_source or f"the {col_label} table")
+        row_index = np.asarray(row_index)
+        col_index = np.asarray(col_index)
+        if row_index.shape != col_index.shape or row_index.ndim != 1:
+            raise ValueError(
+                f"row_index and col_index must be 1-D arrays of the same length, got shapes "
+                f"{row_index.shape} and {col_index.shape}"
+            )
+        for argument, index, size in (("row_index", row_index, len(rows)), ("col_index", col_index, len(cols))):
+            if len(index) > 0 and (index.min() < 0 or index.max() >= size):
+                raise ValueError(
+                    f"{argument} must lie in [0, {size - 1}], got values from {index.min()} to "
+                    f"{index.max()}"
                 )
-            logger.warning("%s: dropped %d duplicate pair(s)", source, len(repeated))
-        sorted_pairs = np.stack(
-            [unique_keys // len(cols), unique_keys % len(cols)], axis=1
-        )  # (P, 2), sorted by row then column
-        data = cls(rows=rows, cols=cols, pairs=sorted_pairs.astype(np.int64), name=name)
+        if weights is not None:
+            weights = np.asarray(weights, dtype=np.float32)
+            if weights.shape != row_index.shape:
+                raise ValueError(
+                    f"weights must have one value per pair, shape {row_index.shape}, got "
+                    f"{weights.shape}"
+                )
+            invalid = np.flatnonzero(~(np.isfinite(weights) & (weights > 0)))
+            if len(invalid) > 0:
+                raise ValueError(
+                    f"weights must be finite and positive, got {weights[invalid[0]]} at position "
+                    f"{invalid[0]} ({len(invalid)} invalid weight(s))"
+                )
+        return cls._from_checked_indices(
+            rows,
+            cols,
+            row_index,
+            col_index,
+            weights=weights,
+            name=name,
+            source=source or "pairs",
+            line_numbers=line_numbers,
+            drop_duplicates=drop_duplicates,
+            row_label=row_label,
+            col_label=col_label,
+        )
+
+    @classmethod
+    def _from_checked_indices(
+        cls,
+        rows: pd.DataFrame,
+        cols: pd.DataFrame,
+        row_index: np.ndarray,
+        col_index: np.ndarray,
+        weights: np.ndarray | None,
+        name: str,
+        source: str,
+        line_numbers: np.ndarray | None,
+        drop_duplicates: bool,
+        row_label: str,
+        col_label: str,
+    ) -> InteractionData:
+        """Sort the pairs, merge or reject repeats, and build the data set.
+
+        Memory is a few int64 arrays of length P; no dense rows × columns grid is built.
+        """
+        n_cols = len(cols)
+        keys = row_index.astype(np.int64) * n_cols + col_index  # (P,) a new array, sorted in place
+        if weights is None:
+            keys.sort()
+        else:
+            order = np.argsort(keys, kind="stable")  # (P,) stable, so repeats keep file order
+            keys = keys[order]  # (P,)
+            weights = weights[order]  # (P,)
+            del order
+        is_first = np.ones(len(keys), dtype=bool)  # (P,) true for the first copy of a pair
+        is_first[1:] = keys[1:] != keys[:-1]
+        n_repeated = len(keys) - int(np.count_nonzero(is_first))
+        if n_repeated > 0:
+            if not drop_duplicates:
+                first = _first_repeated_position(row_index.astype(np.int64) * n_cols + col_index)
+                line = first + 1 if line_numbers is None else line_numbers[first]
+                raise DataFormatError(
+                    f"{source}, line {line}: duplicate pair "
+                    f"({rows['id'].iloc[row_index[first]]!r}, {cols['id'].iloc[col_index[first]]!r}); "
+                    f"{n_repeated} repeated pair(s) in total"
+                )
+            merged = "" if weights is None else ", keeping the maximum weight of each pair"
+            logger.warning("%s: dropped %d duplicate pair(s)%s", source, n_repeated, merged)
+            if weights is not None:
+                weights = np.maximum.reduceat(weights, np.flatnonzero(is_first))  # (unique P,)
+            keys = keys[is_first]  # (unique P,) sorted by row, then column
+        del is_first
+        pairs = np.empty((len(keys), 2), dtype=np.int64)  # (P, 2)
+        np.floor_divide(keys, n_cols, out=pairs[:, 0])
+        np.remainder(keys, n_cols, out=pairs[:, 1])
+        del keys
+        data = cls(rows=rows, cols=cols, pairs=pairs, name=name, weights=weights)
         logger.info(
             "%s: %d %ss, %d %ss, %d positive pairs (density %.4f)",
             name,
@@ -178,8 +333,20 @@ class InteractionData:
         return np.bincount(pairs[:, 1], minlength=self.n_cols).astype(np.int64)
 
 
+def _first_repeated_position(keys: np.ndarray) -> int:
+    """Return the smallest position whose key also occurs at an earlier position."""
+    _, first_seen = np.unique(keys, return_index=True)
+    repeated = np.ones(len(keys), dtype=bool)  # (P,)
+    repeated[first_seen] = False
+    return int(np.flatnonzero(repeated)[0])
+
+
 def _check_entities(table: pd.DataFrame, what: str, source: str) -> pd.DataFrame:
-    """Validate an entity table and return it with string ids, no ``line`` column and a fresh index."""
+    """Validate an entity table and return it with string ids, no ``line`` column and a fresh index.
+
+    The optional ``line`` column contains file line numbers or location labels such as
+    ``"row 3"``.
+    """
     missing = [column for column in ("id", "name") if column not in table.columns]
     if missing:
         raise DataFormatError(
@@ -192,8 +359,10 @@ def _check_entities(table: pd.DataFrame, what: str, source: str) -> pd.DataFrame
     repeated = table["id"].duplicated()
     if repeated.any():
         first = int(np.flatnonzero(repeated.to_numpy())[0])
+        # Readers give a line number, or a label such as "row 3" for a Parquet file.
+        location = lines[first] if isinstance(lines[first], str) else f"line {lines[first]}"
         raise DataFormatError(
-            f"{source}, line {lines[first]}: the id {table['id'].iloc[first]!r} appears "
+            f"{source}, {location}: the id {table['id'].iloc[first]!r} appears "
             f"more than once; ids in the {what} must be unique"
         )
     return table
