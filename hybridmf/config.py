@@ -91,11 +91,17 @@ class FitConfig:
     pos_weight: float = _option(50.0, "weight of a positive pair in the BCE loss (unknown pairs weigh 1)")
     margin: float = _option(1.0, "margin of the margin triplet loss")
     negatives: str = _option(
-        "full", "BCE on every pair of the grid, or on sampled negatives", choices=("full", "sampled")
+        "full",
+        "BCE on every pair of the grid, or on sampled negatives; triplet losses always sample",
+        choices=("full", "sampled"),
     )
-    neg_ratio: int = _option(4, "sampled negatives per positive, redrawn every epoch")
+    neg_ratio: int = _option(
+        4, "sampled negatives per positive (BCE with --negatives sampled, or triplets), redrawn every epoch"
+    )
     neg_sampling: str = _option(
-        "uniform", "distribution of sampled negatives", choices=("uniform", "popularity")
+        "uniform",
+        "distribution of sampled negatives: uniform over columns, or popularity (column count ** 0.75)",
+        choices=("uniform", "popularity"),
     )
     # Optimization.
     l2: float = _option(0.0, "L2 penalty on the latent vectors of each batch")

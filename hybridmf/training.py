@@ -120,6 +120,30 @@ def build_model(config: FitConfig, data: InteractionData, split: Split) -> Hybri
     return model
 
 
+def build_datamodule(config: FitConfig, data: InteractionData, split: Split) -> InteractionDataModule:
+    """Build the data module: the full grid, sampled negatives or triplets, as configured."""
+    triplets = config.loss == "triplet"
+    if triplets:
+        logger.info(
+            "%s loss on triplets: %d %s negative(s) per training positive, redrawn every epoch; "
+            "--negatives %s applies to the BCE loss only",
+            config.triplet,
+            config.neg_ratio,
+            config.neg_sampling,
+            config.negatives,
+        )
+    return InteractionDataModule(
+        data,
+        split,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        negatives=config.negatives,
+        neg_ratio=config.neg_ratio,
+        neg_sampling=config.neg_sampling,
+        triplets=triplets,
+    )
+
+
 def model_loss(config: FitConfig) -> str:
     """Return the model's loss name: ``"bce"``, or the triplet loss ``"bpr"`` / ``"margin"``."""
     return config.triplet if config.loss == "triplet" else "bce"
@@ -133,8 +157,6 @@ def check_supported(config: FitConfig) -> None:
     """
     unsupported = {
         "features": (config.features != "none", "only 'none' is built so far"),
-        "loss": (config.loss != "bce", "only 'bce' is built so far"),
-        "negatives": (config.negatives != "full", "only 'full' is built so far"),
         "resume": (config.resume is not None, "resuming is not built yet"),
     }
     for option, (rejected, reason) in unsupported.items():
@@ -222,7 +244,7 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
             "features, so the model can at best rank ADRs by popularity (with --bias); use "
             "--features fingerprints or drug to score new drugs"
         )
-    datamodule = InteractionDataModule(data, split, batch_size=config.batch_size, seed=config.seed, negatives=config.negatives)
+    datamodule = build_datamodule(config, data, split)
     model = build_model(config, data, split)
     trainer, checkpoint = build_trainer(config, out_dir, monitor)
     (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
@@ -268,6 +290,8 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
         split=config.split,
         features=config.features,
         loss=config.loss,
+        model_loss=model_loss(config),
+        training_examples=datamodule.mode,
         last_checkpoint=str(Path(checkpoint.last_model_path).resolve()),
         wall_seconds=round(time.time() - started, 2),
     )

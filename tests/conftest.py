@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +102,26 @@ def fingerprint_featurizer(n_bits: int, radius: int = 2) -> dict:
         "fingerprint_radius": radius,
         "fingerprint_bits": n_bits,
     }
+
+
+@pytest.fixture()
+def run_fresh_python() -> Callable[[str], str]:
+    """A function that runs Python source in a new interpreter and returns its standard output.
+
+    A fresh process keeps measurements such as the peak resident set size free of what
+    earlier tests allocated. The function fails the test when the script exits non-zero.
+    """
+
+    def run(source: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(source)],
+            capture_output=True,
+            text=True,
+            cwd=REPOSITORY,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    return run

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from hybridmf import HybridMF
-from hybridmf.config import FitConfig
+from hybridmf.config import FitConfig, load_yaml
 from hybridmf.data.mef import load_mef, verify
 from hybridmf.training import run_fit
+
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.integration
 
@@ -64,3 +66,16 @@ def test_checkpoint_reload_gives_same_scores(short_run):
     assert torch.equal(model.score_rows(rows), direct.eval().score_rows(rows))
     assert model.entities["row_ids"][2] == "-71273"
     assert len(model.entities["known_pairs"]) == 24803
+
+
+def test_short_triplet_run_beats_popularity(mef_dir: Path, tmp_path: Path):
+    """Three epochs of the shipped BPR config already rank held-out pairs above popularity."""
+    options = load_yaml(REPOSITORY / "configs" / "triplet-bpr.yaml") | {"max_epochs": 3}
+    config = FitConfig(**options, data_dir=str(mef_dir), out=str(tmp_path), progress=False, seed=0)
+
+    metrics = run_fit(config)
+
+    assert metrics["model_loss"] == "bpr"
+    assert metrics["training_examples"] == "triplet"
+    assert metrics["auroc"] > metrics["popularity_auroc"]
+    assert metrics["ndcg@10"] > metrics["popularity_ndcg@10"]

@@ -1,10 +1,7 @@
 """Tests of negative sampling and of the epoch builders."""
 
-import subprocess
 import sys
-import textwrap
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +17,6 @@ from hybridmf.data.sampling import (
     sampled_epoch,
     triplet_epoch,
 )
-
-REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _generator(seed: int = 0) -> torch.Generator:
@@ -266,6 +261,68 @@ def test_full_grid_epoch_lists_every_cell(sparse_positives):
     assert not torch.equal(rows * sparse_positives.n_cols + cols, torch.arange(n_cells))
 
 
+def test_full_grid_epoch_of_some_rows(sparse_positives):
+    rows = torch.tensor([7, 2, 19])
+
+    grid_rows, cols, labels = full_grid_epoch(sparse_positives, _generator(), rows)
+
+    n_cols = sparse_positives.n_cols
+    assert grid_rows.shape == cols.shape == labels.shape == (3 * n_cols,)
+    assert _pair_counter(grid_rows, cols) == Counter((row, col) for row in (7, 2, 19) for col in range(n_cols))
+    assert torch.equal(labels.bool(), sparse_positives.contains(grid_rows, cols))
+
+
+@pytest.mark.parametrize(
+    ("rows", "error", "message"),
+    [
+        (torch.tensor([1, 1, 2]), ValueError, r"rows must not repeat a row, got 3 rows of which 2 are distinct"),
+        (torch.tensor([30]), ValueError, r"rows must lie in \[0, 30\), got the range \[30, 30\]"),
+        (torch.tensor([1.0]), TypeError, r"rows must be an integer tensor"),
+    ],
+)
+def test_full_grid_epoch_invalid_rows_raise(sparse_positives, rows, error, message):
+    with pytest.raises(error, match=message):
+        full_grid_epoch(sparse_positives, _generator(), rows)
+
+
+@pytest.mark.parametrize("builder", ["sampled", "triplet"])
+def test_epoch_subset_uses_only_those_positives(dense_positives, builder):
+    subset = torch.tensor([0, 5, 44, 45, 1799])
+    pairs = dense_positives.pairs()[subset]  # (5, 2)
+    expected = Counter({pair: 2 for pair in zip(pairs[:, 0].tolist(), pairs[:, 1].tolist())})
+
+    if builder == "sampled":
+        rows, cols, labels = sampled_epoch(dense_positives, 2, _generator(), subset=subset)
+        positive = labels == 1
+        assert _pair_counter(rows[positive], cols[positive]) == Counter({pair: 1 for pair in expected})
+        negative_rows, negatives = rows[~positive], cols[~positive]
+    else:
+        rows, pos_cols, negatives = triplet_epoch(dense_positives, _generator(), n_negatives=2, subset=subset)
+        assert _pair_counter(rows, pos_cols) == expected
+        negative_rows = rows
+
+    assert len(negatives) == 10
+    assert not dense_positives.contains(negative_rows, negatives).any()
+
+
+@pytest.mark.parametrize(
+    ("subset", "error", "message"),
+    [
+        (torch.tensor([0, 600]), ValueError, r"subset must lie in \[0, 600\), got the range \[0, 600\]"),
+        (torch.tensor([[0]]), ValueError, r"subset must be 1-D with shape \(N,\), got shape \(1, 1\)"),
+        (torch.tensor([True]), TypeError, r"subset must be an integer tensor, got dtype torch\.bool"),
+        ([0, 1], TypeError, r"subset must be a torch\.Tensor, got list"),
+    ],
+)
+def test_epoch_invalid_subset_raises(subset, error, message):
+    positives = PositiveSet(np.array([[row, col] for row in range(30) for col in range(20)]), n_rows=30, n_cols=40)
+
+    with pytest.raises(error, match=message):
+        sampled_epoch(positives, 1, _generator(), subset=subset)
+    with pytest.raises(error, match=message):
+        triplet_epoch(positives, _generator(), subset=subset)
+
+
 def test_sampled_epoch_positives_and_negatives(sparse_positives):
     neg_ratio = 3
 
@@ -374,6 +431,9 @@ def test_make_generator_streams():
     assert not torch.equal(draw(0, 0, 0), draw(0, 0, 1))
     assert not torch.equal(draw(0, 1, 0), draw(0, 0, 1))
     assert not torch.equal(draw(0, 0, 0), draw(1, 0, 0))
+    # The stream shared by all processes differs from every rank's stream.
+    assert torch.equal(draw(0, 1, None), draw(0, 1, None))
+    assert not any(torch.equal(draw(0, 1, None), draw(0, 1, rank)) for rank in range(4))
 
 
 @pytest.mark.parametrize(
@@ -382,6 +442,7 @@ def test_make_generator_streams():
         ({"seed": -1}, r"seed must be an integer greater than or equal to 0, got -1"),
         ({"epoch": 1.5}, r"epoch .* got 1\.5"),
         ({"rank": -2}, r"rank .* got -2"),
+        ({"rank": 1.0}, r"rank .* got 1\.0"),
     ],
 )
 def test_make_generator_invalid_raises(kwargs, message):
@@ -453,24 +514,16 @@ print(len(positives), largest, peak - baseline)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the resource module is Unix-only")
-def test_large_epochs_memory_independent_of_grid():
+def test_large_epochs_memory_independent_of_grid(run_fresh_python):
     """A 200,000 × 50,000 grid has 10**10 cells, so a dense bool mask alone would need 10 GB.
 
     The script runs in a fresh interpreter so that the peak resident set size is not an
     earlier test's peak.
     """
     pytest.importorskip("psutil")
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(LARGE_EPOCH_SCRIPT)],
-        capture_output=True,
-        text=True,
-        cwd=REPOSITORY_ROOT,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    output = run_fresh_python(LARGE_EPOCH_SCRIPT)
 
-    n_positives, largest, peak_growth = (int(value) for value in result.stdout.split())
+    n_positives, largest, peak_growth = (int(value) for value in output.split())
     assert 990_000 < n_positives <= 1_000_000
     assert largest == 2 * n_positives
     assert largest < 200_000 * 50_000

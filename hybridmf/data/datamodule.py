@@ -2,11 +2,26 @@
 
 Training examples of one epoch are built at the start of the epoch as a few flat tensors,
 and a batch is a slice of them: there is no per-example ``__getitem__`` and no collation.
-Each process of a distributed run builds only its own shard of the epoch, seeded by
-``(seed, epoch, rank)``, so processes see different pairs and draw different negatives.
+An epoch contains one of three kinds of examples:
+
+- ``"full"``: every ``(row, column)`` pair of the training rows × all columns, labelled
+  1 for a training positive and 0 otherwise (keys ``row``, ``col``, ``label``). This grid
+  is the only training data whose memory grows with rows × columns.
+- ``"sampled"``: every training positive once plus ``neg_ratio`` fresh negatives per
+  positive (keys ``row``, ``col``, ``label``).
+- ``"triplet"``: ``neg_ratio`` triplets per training positive, each with a fresh negative
+  (keys ``row``, ``pos``, ``neg``).
+
+The builders of ``hybridmf.data.sampling`` make these epochs. In a distributed run every
+process applies the same permutation, from a generator seeded by ``(seed, epoch)`` alone,
+and keeps every ``world_size``-th element of it: its share of the grid or of the positives.
+The shares are disjoint, except that fewer than ``world_size`` elements are repeated so
+that all shares have the same length. Each process then draws its negatives from a generator seeded by
+``(seed, epoch, rank)``, so processes draw different negatives.
 
 Validation batches are chunks of evaluated rows, each with its dense ``(rows, columns)``
-candidate and positive masks, so memory is bounded by the chunk size.
+candidate and positive masks, so memory is bounded by the chunk size. They are the same
+for every kind of training example.
 """
 
 from __future__ import annotations
@@ -14,19 +29,29 @@ from __future__ import annotations
 import logging
 import math
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from hybridmf.data.interactions import InteractionData
-from hybridmf.data.sampling import PositiveSet
+from hybridmf.data.sampling import (
+    PositiveSet,
+    _check_indices,
+    _check_integer,
+    full_grid_epoch,
+    make_generator,
+    popularity_weights,
+    sampled_epoch,
+    triplet_epoch,
+)
 from hybridmf.data.splits import Split
 
 logger = logging.getLogger(__name__)
 
 NEGATIVE_MODES = ("full", "sampled")
+TRAINING_MODES = ("full", "sampled", "triplet")
+NEGATIVE_SAMPLING = ("uniform", "popularity")
 
 
 class EpochBatches(Dataset):
@@ -34,12 +59,33 @@ class EpochBatches(Dataset):
 
     Args:
         positives: Training positives.
-        rows: ``(R_train,)`` rows that training may use; the grid is ``rows × columns``.
-        batch_size: Examples per batch.
-        seed: Base seed; epoch ``e`` of process ``r`` uses a generator seeded from ``(seed, e, r)``.
-        mode: ``"full"`` (every pair of the grid, labelled) or ``"sampled"`` / ``"triplet"``.
-        rank: Index of this process.
+        rows: ``(R_train,)`` distinct rows that training may use. The full grid is
+            ``rows × columns``. Every positive must lie in one of these rows.
+        batch_size: Examples per batch, an integer greater than or equal to 1.
+        seed: Base seed, an integer greater than or equal to 0. Epoch ``e`` shuffles with
+            ``make_generator(seed, e, rank=None)`` and process ``r`` draws its negatives
+            with ``make_generator(seed, e, r)``.
+        mode: ``"full"``, ``"sampled"`` or ``"triplet"``, the kinds of examples listed in
+            the module docstring.
+        rank: Index of this process, in ``[0, world_size)``.
         world_size: Number of processes; each builds ``1 / world_size`` of the epoch.
+        neg_ratio: Negatives per positive in the sampled and triplet modes, an integer
+            greater than or equal to 1.
+        column_weights: ``(C,)`` sampling weights of the negative columns, for example
+            from ``popularity_weights``; uniform when None.
+
+    Raises:
+        ValueError: When ``mode`` is unknown, a count is out of range, ``rank`` does not
+            lie in ``[0, world_size)`` or a positive lies outside ``rows``.
+
+    Example:
+        >>> import numpy as np
+        >>> positives = PositiveSet(np.array([[0, 0], [0, 2], [1, 1]]), n_rows=3, n_cols=4)
+        >>> batches = EpochBatches(positives, torch.tensor([0, 1]), batch_size=4, seed=0, mode="triplet", neg_ratio=2)
+        >>> len(batches), sorted(batches[0])
+        (2, ['neg', 'pos', 'row'])
+        >>> batches[1]["row"].shape  # 3 positives × 2 negatives = 6 triplets, batches of 4
+        torch.Size([2])
     """
 
     def __init__(
@@ -51,7 +97,23 @@ class EpochBatches(Dataset):
         mode: str = "full",
         rank: int = 0,
         world_size: int = 1,
+        neg_ratio: int = 4,
+        column_weights: Tensor | None = None,
     ) -> None:
+        if mode not in TRAINING_MODES:
+            raise ValueError(f"mode must be one of {TRAINING_MODES}, got {mode!r}")
+        for name, value, minimum in (
+            ("batch_size", batch_size, 1),
+            ("seed", seed, 0),
+            ("world_size", world_size, 1),
+            ("neg_ratio", neg_ratio, 1),
+        ):
+            _check_integer(name, value, minimum)
+        _check_integer("rank", rank, 0)
+        if rank >= world_size:
+            raise ValueError(f"rank must lie in [0, world_size) = [0, {world_size}), got {rank}")
+        rows = _check_indices("rows", torch.as_tensor(rows), positives.n_rows)
+        _check_positives_in_rows(positives, rows)
         self.positives = positives
         self.rows = rows
         self.batch_size = batch_size
@@ -59,6 +121,8 @@ class EpochBatches(Dataset):
         self.mode = mode
         self.rank = rank
         self.world_size = world_size
+        self.neg_ratio = neg_ratio
+        self.column_weights = column_weights
         self.epoch: int | None = None
         self.tensors: dict[str, Tensor] = {}
         self.set_epoch(0)
@@ -71,17 +135,37 @@ class EpochBatches(Dataset):
         self.epoch = epoch
 
     def _build(self, epoch: int) -> dict[str, Tensor]:
-        n_cols = self.positives.n_cols
-        # The permutation is shared by all processes (seeded without the rank), and each
-        # process keeps every world_size-th element of it, so the shards are disjoint.
-        shared = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
-        cells = torch.randperm(len(self.rows) * n_cols, generator=shared)[self.rank :: self.world_size]
-        rows, cols = self.rows[cells // n_cols], cells % n_cols  # (N,), (N,)
-        labels = self.positives.contains(rows, cols).to(torch.float32)  # (N,)
-        return {"row": rows, "col": cols, "label": labels}
+        shared = make_generator(self.seed, epoch, rank=None)
+        if self.mode == "full":
+            # Every process builds the whole grid with the shared permutation and keeps its
+            # share. index_select copies the share, so the grid itself is freed.
+            rows, cols, labels = full_grid_epoch(self.positives, shared, self.rows)
+            if self.world_size == 1:
+                return {"row": rows, "col": cols, "label": labels}
+            share = _share(torch.arange(len(rows)), self.rank, self.world_size)  # (ceil(R' * C / W),)
+            return {
+                "row": rows.index_select(0, share),
+                "col": cols.index_select(0, share),
+                "label": labels.index_select(0, share),
+            }
+
+        subset = None
+        if self.world_size > 1:
+            order = torch.randperm(len(self.positives), generator=shared)  # (P,)
+            subset = _share(order, self.rank, self.world_size)  # (ceil(P / W),)
+        negatives = make_generator(self.seed, epoch, self.rank)
+        if self.mode == "sampled":
+            rows, cols, labels = sampled_epoch(
+                self.positives, self.neg_ratio, negatives, self.column_weights, subset=subset
+            )
+            return {"row": rows, "col": cols, "label": labels}
+        rows, positive_cols, negative_cols = triplet_epoch(
+            self.positives, negatives, self.column_weights, n_negatives=self.neg_ratio, subset=subset
+        )
+        return {"row": rows, "pos": positive_cols, "neg": negative_cols}
 
     def __len__(self) -> int:
-        return math.ceil(len(next(iter(self.tensors.values()))) / self.batch_size)
+        return math.ceil(len(self.tensors["row"]) / self.batch_size)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         if not 0 <= index < len(self):
@@ -90,15 +174,32 @@ class EpochBatches(Dataset):
         return {name: tensor[window] for name, tensor in self.tensors.items()}
 
 
-def derive_seed(*values: int) -> int:
-    """Mix integers into one 63-bit seed, the same in every process and Python session.
+def _share(order: Tensor, rank: int, world_size: int) -> Tensor:
+    """Return every ``world_size``-th element of ``order``, starting at ``rank``.
 
-    Example:
-        >>> derive_seed(0, 1) == derive_seed(0, 1) != derive_seed(0, 2)
-        True
+    Like ``DistributedSampler``, the ``(N,)`` order is first padded with its own first
+    elements to a multiple of ``world_size``. Every share then has ``ceil(N / world_size)``
+    elements and every process runs the same number of batches, because a process with an
+    extra batch would wait forever in the gradient all-reduce of distributed training. The
+    shares are disjoint except for the fewer than ``world_size`` padded elements.
     """
-    state = np.random.SeedSequence([int(value) for value in values]).generate_state(1, np.uint64)
-    return int(state[0] >> np.uint64(1))
+    padding = -len(order) % world_size
+    if padding > 0:
+        order = torch.cat([order, order.repeat(math.ceil(padding / len(order)))[:padding]])  # (N + padding,)
+    return order[rank::world_size]
+
+
+def _check_positives_in_rows(positives: PositiveSet, rows: Tensor) -> None:
+    """Raise a ValueError naming a row that has positives but is not among ``rows``."""
+    allowed = torch.zeros(positives.n_rows, dtype=torch.bool)  # (R,)
+    allowed[rows] = True
+    outside = torch.nonzero((positives.row_counts > 0) & ~allowed).flatten()
+    if outside.numel() > 0:
+        raise ValueError(
+            f"row {int(outside[0])} has training positives but is not among the training rows "
+            f"({outside.numel()} such row(s)); a held-out row of a cold split must have no "
+            f"training positives"
+        )
 
 
 class RowChunks(Dataset):
@@ -159,9 +260,21 @@ class InteractionDataModule(pl.LightningDataModule):
         split: Training and held-out pairs.
         batch_size: Training examples per batch.
         seed: Seed of the epoch shuffles and negative draws.
-        negatives: ``"full"`` trains on every pair of the grid (training positives labelled
-            1, all other pairs 0).
+        negatives: ``"full"`` trains on every pair of the grid, with training positives
+            labelled 1 and all other pairs 0. ``"sampled"`` trains on every training
+            positive plus ``neg_ratio`` fresh negatives per positive in each epoch.
+            Triplets always sample their negatives, so this has no effect when
+            ``triplets`` is true.
+        neg_ratio: Sampled negatives per positive, for sampled pairs and for triplets.
+        neg_sampling: ``"uniform"`` draws negative columns uniformly; ``"popularity"``
+            draws them in proportion to ``popularity_weights`` of the training positives,
+            so popular columns are drawn more often.
+        triplets: Serve ``(row, pos, neg)`` triplets for the BPR or margin loss instead of
+            labelled pairs.
         eval_chunk_rows: Rows per validation chunk; memory is ``eval_chunk_rows × columns``.
+
+    Raises:
+        ValueError: When an option is not one of the accepted values or out of range.
 
     Example:
         >>> import numpy as np, pandas as pd
@@ -174,6 +287,11 @@ class InteractionDataModule(pl.LightningDataModule):
         >>> module.setup("fit")
         >>> [len(batch["row"]) for batch in module.train_dataloader()]
         [4, 2]
+        >>> triplets = InteractionDataModule(data, make_split(data.pairs, 2, val_fraction=0), batch_size=4,
+        ...                                  neg_ratio=2, triplets=True)
+        >>> triplets.setup("fit")
+        >>> [sorted(batch) for batch in triplets.train_dataloader()]
+        [['neg', 'pos', 'row']]
     """
 
     def __init__(
@@ -183,21 +301,41 @@ class InteractionDataModule(pl.LightningDataModule):
         batch_size: int = 2000,
         seed: int = 0,
         negatives: str = "full",
+        neg_ratio: int = 4,
+        neg_sampling: str = "uniform",
+        triplets: bool = False,
         eval_chunk_rows: int = 1024,
     ) -> None:
         super().__init__()
-        if negatives not in NEGATIVE_MODES[:1]:
-            raise ValueError(f"negatives must be one of {NEGATIVE_MODES[:1]}, got {negatives!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if negatives not in NEGATIVE_MODES:
+            raise ValueError(f"negatives must be one of {NEGATIVE_MODES}, got {negatives!r}")
+        if neg_sampling not in NEGATIVE_SAMPLING:
+            raise ValueError(f"neg_sampling must be one of {NEGATIVE_SAMPLING}, got {neg_sampling!r}")
+        if not isinstance(triplets, bool):
+            raise TypeError(f"triplets must be a bool, got {type(triplets).__name__}")
+        for name, value, minimum in (
+            ("batch_size", batch_size, 1),
+            ("seed", seed, 0),
+            ("neg_ratio", neg_ratio, 1),
+            ("eval_chunk_rows", eval_chunk_rows, 1),
+        ):
+            _check_integer(name, value, minimum)
         self.data = data
         self.split = split
         self.batch_size = batch_size
         self.seed = seed
         self.negatives = negatives
+        self.neg_ratio = neg_ratio
+        self.neg_sampling = neg_sampling
+        self.triplets = triplets
         self.eval_chunk_rows = eval_chunk_rows
         self.train_positives: PositiveSet | None = None
         self.val_positives: PositiveSet | None = None
+
+    @property
+    def mode(self) -> str:
+        """Kind of training examples: ``"full"``, ``"sampled"`` or ``"triplet"``."""
+        return "triplet" if self.triplets else self.negatives
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_positives is None:
@@ -212,8 +350,17 @@ class InteractionDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         rank, world_size = self._rank_and_world_size()
         train_rows = torch.as_tensor(self.split.train_rows(self.data.n_rows))
+        column_weights = popularity_weights(self.train_positives) if self.neg_sampling == "popularity" else None
         batches = EpochBatches(
-            self.train_positives, train_rows, self.batch_size, self.seed, self.negatives, rank, world_size
+            self.train_positives,
+            train_rows,
+            self.batch_size,
+            self.seed,
+            self.mode,
+            rank,
+            world_size,
+            neg_ratio=self.neg_ratio,
+            column_weights=column_weights,
         )
         return DataLoader(batches, batch_size=None, sampler=_EpochSampler(batches))
 

@@ -6,7 +6,9 @@ Memory grows with the number of positives, never with rows × columns, except in
 Every random draw comes from an explicit CPU ``torch.Generator`` and never from the global
 random state. A distributed data module seeds one generator per epoch and process, for
 example with ``make_generator(seed, epoch, rank)``, so that each process draws different
-negatives and a rerun draws the same ones.
+negatives and a rerun draws the same ones. Its processes split the positives with a
+permutation from the generator they share, ``make_generator(seed, epoch, rank=None)``, and
+pass their part to the epoch builders as ``subset``.
 """
 
 from __future__ import annotations
@@ -120,34 +122,44 @@ class PositiveSet:
         return self.keys[position] == query
 
 
-def make_generator(seed: int, epoch: int = 0, rank: int = 0) -> torch.Generator:
+def make_generator(seed: int, epoch: int = 0, rank: int | None = 0) -> torch.Generator:
     """Create a CPU generator whose seed mixes a base seed, an epoch and a process rank.
 
     The three numbers go through ``numpy.random.SeedSequence``, so nearby inputs such as
     ``(seed, epoch + 1, rank)`` and ``(seed, epoch, rank + 1)`` give unrelated streams.
+    ``rank=None`` gives the stream that every process of a distributed run shares, for
+    example for the permutation that splits the epoch among the processes. It differs
+    from the stream of every rank.
 
     Args:
         seed: Base seed of the run, an integer greater than or equal to 0.
         epoch: Epoch number, an integer greater than or equal to 0.
         rank: Rank of the process in distributed training, an integer greater than or
-            equal to 0.
+            equal to 0, or None for the stream shared by all processes.
 
     Returns:
         A seeded ``torch.Generator`` on the CPU.
 
     Raises:
-        ValueError: When an argument is not an integer greater than or equal to 0.
+        ValueError: When ``seed`` or ``epoch`` is not an integer greater than or equal to
+            0, or ``rank`` is neither None nor such an integer.
 
     Example:
         >>> first = torch.randint(10**6, (3,), generator=make_generator(7, epoch=1, rank=0))
         >>> again = torch.randint(10**6, (3,), generator=make_generator(7, epoch=1, rank=0))
         >>> other = torch.randint(10**6, (3,), generator=make_generator(7, epoch=1, rank=1))
-        >>> torch.equal(first, again), torch.equal(first, other)
-        (True, False)
+        >>> shared = torch.randint(10**6, (3,), generator=make_generator(7, epoch=1, rank=None))
+        >>> torch.equal(first, again), torch.equal(first, other), torch.equal(first, shared)
+        (True, False, False)
     """
-    for name, value in (("seed", seed), ("epoch", epoch), ("rank", rank)):
-        _check_integer(name, value, minimum=0)
-    state = np.random.SeedSequence([seed, epoch, rank]).generate_state(1, dtype=np.uint64)
+    _check_integer("seed", seed, minimum=0)
+    _check_integer("epoch", epoch, minimum=0)
+    if rank is not None:
+        _check_integer("rank", rank, minimum=0)
+    # SeedSequence pads short entropy with zeros, so [seed, epoch] would equal
+    # [seed, epoch, 0]. Ranks therefore enter as rank + 1, and 0 marks the shared stream.
+    stream = 0 if rank is None else rank + 1
+    state = np.random.SeedSequence([seed, epoch, stream]).generate_state(1, dtype=np.uint64)
     return torch.Generator().manual_seed(int(state[0]))
 
 
@@ -238,7 +250,7 @@ def sample_negatives(
         [0, 0]
     """
     _check_generator(generator)
-    rows = _check_rows(rows, positives)
+    rows = _check_indices("rows", rows, positives.n_rows)
     _check_integer("max_rounds", max_rounds, minimum=0)
     weights = None if column_weights is None else _check_column_weights(column_weights, positives.n_cols)
     _check_rows_have_negatives(rows, positives, weights)
@@ -283,7 +295,9 @@ def sample_negatives(
     return negatives
 
 
-def full_grid_epoch(positives: PositiveSet, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+def full_grid_epoch(
+    positives: PositiveSet, generator: torch.Generator, rows: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """List every ``(row, column)`` pair of the grid once, in random order, with its label.
 
     This builder is O(rows × columns) in time and memory by nature: the returned tensors
@@ -294,26 +308,47 @@ def full_grid_epoch(positives: PositiveSet, generator: torch.Generator) -> tuple
     Args:
         positives: The training positives, which get the label 1.
         generator: CPU generator that supplies the permutation.
+        rows: ``(R',)`` distinct integer rows whose cells make up the grid, or None for
+            every row. A cold split passes all rows but its held-out ones.
 
     Returns:
-        ``(rows, cols, labels)``, each of shape ``(R * C,)``: int64 row indices, int64
+        ``(rows, cols, labels)``, each of shape ``(R' * C,)``: int64 row indices, int64
         column indices and float32 labels, 1 for a positive and 0 for an unknown pair.
 
     Raises:
-        TypeError: When ``generator`` is not a CPU ``torch.Generator``.
+        ValueError: When ``rows`` is not 1-D, has an index out of range or repeats a row.
+        TypeError: When ``generator`` is not a CPU ``torch.Generator`` or ``rows`` is not
+            an integer tensor.
 
     Example:
         >>> positives = PositiveSet(np.array([[0, 1], [1, 0]]), n_rows=2, n_cols=2)
         >>> rows, cols, labels = full_grid_epoch(positives, torch.Generator().manual_seed(0))
         >>> sorted(zip(rows.tolist(), cols.tolist(), labels.tolist()))
         [(0, 0, 0.0), (0, 1, 1.0), (1, 0, 1.0), (1, 1, 0.0)]
+        >>> rows, cols, labels = full_grid_epoch(positives, torch.Generator().manual_seed(0), torch.tensor([1]))
+        >>> sorted(zip(rows.tolist(), cols.tolist(), labels.tolist()))
+        [(1, 0, 1.0), (1, 1, 0.0)]
     """
     _check_generator(generator)
-    order = torch.randperm(positives.n_rows * positives.n_cols, generator=generator)  # (R * C,)
-    rows = order // positives.n_cols  # (R * C,)
-    cols = order % positives.n_cols  # (R * C,)
+    n_cols = positives.n_cols
+    if rows is None:
+        grid_rows = None
+        n_grid_rows = positives.n_rows
+    else:
+        grid_rows = _check_indices("rows", rows, positives.n_rows)
+        if torch.unique(grid_rows).numel() != grid_rows.numel():
+            raise ValueError(
+                f"rows must not repeat a row, got {grid_rows.numel()} rows of which "
+                f"{torch.unique(grid_rows).numel()} are distinct"
+            )
+        n_grid_rows = grid_rows.numel()
+    order = torch.randperm(n_grid_rows * n_cols, generator=generator)  # (R' * C,)
+    rows = order // n_cols  # (R' * C,) positions in grid_rows
+    if grid_rows is not None:
+        rows = grid_rows.index_select(0, rows)  # (R' * C,)
+    cols = order % n_cols  # (R' * C,)
     del order
-    labels = positives.contains(rows, cols).to(torch.float32)  # (R * C,)
+    labels = positives.contains(rows, cols).to(torch.float32)  # (R' * C,)
     return rows, cols, labels
 
 
@@ -322,6 +357,7 @@ def sampled_epoch(
     neg_ratio: int,
     generator: torch.Generator,
     column_weights: Tensor | None = None,
+    subset: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Build the labelled pairs of one epoch: every positive once plus fresh negatives.
 
@@ -335,17 +371,22 @@ def sampled_epoch(
         generator: CPU generator that supplies the negatives and the shuffle.
         column_weights: ``(C,)`` column sampling weights passed to ``sample_negatives``;
             uniform when None.
+        subset: ``(S,)`` integer positions of the positives that make up the epoch, in
+            the row-major order of ``positives.pairs()``, or None for every positive. A
+            process of a distributed run passes its share. The negatives still avoid
+            every positive of their row.
 
     Returns:
-        ``(rows, cols, labels)``, each of shape ``(P * (1 + neg_ratio),)``: int64 row
-        indices, int64 column indices and float32 labels, 1 for a positive and 0 for a
-        sampled negative.
+        ``(rows, cols, labels)``, each of shape ``(S * (1 + neg_ratio),)``, where ``S`` is
+        the number of positives used: int64 row indices, int64 column indices and float32
+        labels, 1 for a positive and 0 for a sampled negative.
 
     Raises:
-        ValueError: When ``neg_ratio`` is not an integer greater than or equal to 1, or
-            for the reasons listed in ``sample_negatives``, such as a row whose every
-            column is a positive.
-        TypeError: When ``generator`` is not a CPU ``torch.Generator``.
+        ValueError: When ``neg_ratio`` is not an integer greater than or equal to 1, when
+            ``subset`` is not 1-D or has a position out of range, or for the reasons
+            listed in ``sample_negatives``, such as a row whose every column is a positive.
+        TypeError: When ``generator`` is not a CPU ``torch.Generator`` or ``subset`` is not
+            an integer tensor.
 
     Example:
         >>> positives = PositiveSet(np.array([[0, 0], [1, 1]]), n_rows=2, n_cols=3)
@@ -357,20 +398,20 @@ def sampled_epoch(
     """
     _check_integer("neg_ratio", neg_ratio, minimum=1)
     _check_generator(generator)
-    pairs = positives.pairs()  # (P, 2)
-    positive_rows, positive_cols = pairs[:, 0], pairs[:, 1]  # (P,), (P,)
-    negative_rows = positive_rows.repeat(neg_ratio)  # (P * neg_ratio,)
+    pairs = _select_pairs(positives, subset)  # (S, 2)
+    positive_rows, positive_cols = pairs[:, 0], pairs[:, 1]  # (S,), (S,)
+    negative_rows = positive_rows.repeat(neg_ratio)  # (S * neg_ratio,)
     negative_cols = sample_negatives(negative_rows, positives, generator, column_weights)
 
-    rows = torch.cat([positive_rows, negative_rows])  # (P * (1 + neg_ratio),)
-    cols = torch.cat([positive_cols, negative_cols])  # (P * (1 + neg_ratio),)
+    rows = torch.cat([positive_rows, negative_rows])  # (S * (1 + neg_ratio),)
+    cols = torch.cat([positive_cols, negative_cols])  # (S * (1 + neg_ratio),)
     labels = torch.cat(
         [
             torch.ones(len(positive_rows), dtype=torch.float32),
             torch.zeros(len(negative_rows), dtype=torch.float32),
         ]
-    )  # (P * (1 + neg_ratio),)
-    order = torch.randperm(len(rows), generator=generator)  # (P * (1 + neg_ratio),)
+    )  # (S * (1 + neg_ratio),)
+    order = torch.randperm(len(rows), generator=generator)  # (S * (1 + neg_ratio),)
     return _shuffle(order, rows, cols, labels)
 
 
@@ -379,6 +420,7 @@ def triplet_epoch(
     generator: torch.Generator,
     column_weights: Tensor | None = None,
     n_negatives: int = 1,
+    subset: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Build the ``(row, positive column, negative column)`` triplets of one epoch.
 
@@ -392,15 +434,21 @@ def triplet_epoch(
         column_weights: ``(C,)`` column sampling weights passed to ``sample_negatives``;
             uniform when None.
         n_negatives: Number of triplets per positive, an integer greater than or equal to 1.
+        subset: ``(S,)`` integer positions of the positives that make up the epoch, in
+            the row-major order of ``positives.pairs()``, or None for every positive. A
+            process of a distributed run passes its share. The negatives still avoid
+            every positive of their row.
 
     Returns:
-        ``(rows, pos_cols, neg_cols)``, each of shape ``(P * n_negatives,)`` and int64.
+        ``(rows, pos_cols, neg_cols)``, each of shape ``(S * n_negatives,)`` and int64,
+        where ``S`` is the number of positives used.
 
     Raises:
-        ValueError: When ``n_negatives`` is not an integer greater than or equal to 1, or
-            for the reasons listed in ``sample_negatives``, such as a row whose every
-            column is a positive.
-        TypeError: When ``generator`` is not a CPU ``torch.Generator``.
+        ValueError: When ``n_negatives`` is not an integer greater than or equal to 1, when
+            ``subset`` is not 1-D or has a position out of range, or for the reasons
+            listed in ``sample_negatives``, such as a row whose every column is a positive.
+        TypeError: When ``generator`` is not a CPU ``torch.Generator`` or ``subset`` is not
+            an integer tensor.
 
     Example:
         >>> positives = PositiveSet(np.array([[0, 0], [0, 1], [1, 1], [1, 2]]), n_rows=2, n_cols=3)
@@ -410,12 +458,20 @@ def triplet_epoch(
     """
     _check_integer("n_negatives", n_negatives, minimum=1)
     _check_generator(generator)
-    pairs = positives.pairs()  # (P, 2)
-    rows = pairs[:, 0].repeat(n_negatives)  # (P * n_negatives,)
-    positive_cols = pairs[:, 1].repeat(n_negatives)  # (P * n_negatives,)
+    pairs = _select_pairs(positives, subset)  # (S, 2)
+    rows = pairs[:, 0].repeat(n_negatives)  # (S * n_negatives,)
+    positive_cols = pairs[:, 1].repeat(n_negatives)  # (S * n_negatives,)
     negative_cols = sample_negatives(rows, positives, generator, column_weights)
-    order = torch.randperm(len(rows), generator=generator)  # (P * n_negatives,)
+    order = torch.randperm(len(rows), generator=generator)  # (S * n_negatives,)
     return _shuffle(order, rows, positive_cols, negative_cols)
+
+
+def _select_pairs(positives: PositiveSet, subset: Tensor | None) -> Tensor:
+    """Return the ``(S, 2)`` pairs at the ``subset`` positions of ``positives.pairs()``, or all of them."""
+    pairs = positives.pairs()  # (P, 2)
+    if subset is None:
+        return pairs
+    return pairs.index_select(0, _check_indices("subset", subset, len(pairs)))  # (S, 2)
 
 
 def _shuffle(order: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
@@ -511,20 +567,20 @@ def _check_generator(generator: torch.Generator) -> None:
         raise TypeError(f"generator must be on the CPU, got device {generator.device}")
 
 
-def _check_rows(rows: Tensor, positives: PositiveSet) -> Tensor:
-    """Validate row indices and return them as a 1-D int64 CPU tensor."""
-    if not isinstance(rows, Tensor):
-        raise TypeError(f"rows must be a torch.Tensor, got {type(rows).__name__}")
-    if rows.dtype == torch.bool or rows.is_floating_point() or rows.is_complex():
-        raise TypeError(f"rows must be an integer tensor, got dtype {rows.dtype}")
-    if rows.dim() != 1:
-        raise ValueError(f"rows must be 1-D with shape (N,), got shape {tuple(rows.shape)}")
-    rows = rows.to(device="cpu", dtype=torch.int64)
-    if rows.numel() > 0 and (int(rows.min()) < 0 or int(rows.max()) >= positives.n_rows):
+def _check_indices(name: str, values: Tensor, limit: int) -> Tensor:
+    """Validate a 1-D integer tensor of indices in ``[0, limit)`` and return it as int64 on the CPU."""
+    if not isinstance(values, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(values).__name__}")
+    if values.dtype == torch.bool or values.is_floating_point() or values.is_complex():
+        raise TypeError(f"{name} must be an integer tensor, got dtype {values.dtype}")
+    if values.dim() != 1:
+        raise ValueError(f"{name} must be 1-D with shape (N,), got shape {tuple(values.shape)}")
+    values = values.to(device="cpu", dtype=torch.int64)
+    if values.numel() > 0 and (int(values.min()) < 0 or int(values.max()) >= limit):
         raise ValueError(
-            f"rows must lie in [0, {positives.n_rows}), got the range [{int(rows.min())}, {int(rows.max())}]"
+            f"{name} must lie in [0, {limit}), got the range [{int(values.min())}, {int(values.max())}]"
         )
-    return rows
+    return values
 
 
 def _check_column_weights(column_weights: Tensor, n_cols: int) -> Tensor:

@@ -5,6 +5,17 @@ computes the loss, logs and evaluates. Every constructor argument is a plain val
 with ``save_hyperparameters()``, so ``HybridMF.load_from_checkpoint(path)`` rebuilds the
 model alone. Feature matrices are buffers (part of the state dict), and the entity ids,
 names and known pairs travel in the checkpoint under the key ``"hybridmf"``.
+
+A batch with the keys ``row``, ``col`` and ``label`` trains the weighted BCE loss, and a
+batch with ``row``, ``pos`` and ``neg`` trains the BPR or margin triplet loss. Both kinds of
+model return logits. BCE-trained logits estimate the log-odds of a positive (skewed by
+``pos_weight``), so logit 0 is a decision threshold. Triplet losses only compare scores
+within a row: their scores rank columns but are not calibrated probabilities, and a
+constant added to all scores of a row leaves the loss unchanged. The validation
+``accuracy``, which thresholds the logits at 0, is therefore not meaningful for
+triplet-trained models. The per-row ranking metrics (NDCG@k, row AUROC, ...) are. The
+pooled AUROC and AUPR compare scores across rows, which a triplet loss never does
+directly, so they can understate such a model.
 """
 
 from __future__ import annotations
