@@ -71,9 +71,7 @@ def build_model(config: FitConfig, data: InteractionData, split: Split) -> Hybri
         weight_decay=config.weight_decay,
         eval_k=config.eval_k,
     )
-    train_rows = torch.as_tensor(np.unique(split.train_pairs[:, 0]))
-    train_cols = torch.as_tensor(np.unique(split.train_pairs[:, 1]))
-    model.set_trained_entities(train_rows, train_cols)
+    model.set_trained_entities(*trained_entities(config, data, split))
     model.set_entities(
         row_ids=data.rows["id"].tolist(),
         row_names=data.rows["name"].tolist(),
@@ -84,6 +82,26 @@ def build_model(config: FitConfig, data: InteractionData, split: Split) -> Hybri
         dataset=data.name,
     )
     return model
+
+
+def trained_entities(config: FitConfig, data: InteractionData, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the rows and the columns that appear in training examples.
+
+    The model zeroes the ID embedding of every other entity, which never gets a gradient.
+    On the full grid every row that training may use appears, with or without training
+    positives. Every column appears in the grid or can be drawn as a sampled negative. A
+    column without training positives is therefore trained, towards low scores. Zeroing it
+    would give it the neutral score of the output bias instead, and in warm
+    cross-validation on MEF such columns then filled the top of every row.
+
+    Returns:
+        ``(R_trained,)`` and ``(C_trained,)`` int64 indices.
+    """
+    if config.negatives == "full":
+        rows = split.train_rows(data.n_rows)
+    else:
+        rows = np.unique(split.train_pairs[:, 0])
+    return torch.as_tensor(rows, dtype=torch.int64), torch.arange(data.n_cols)
 
 
 def model_loss(config: FitConfig) -> str:

@@ -15,7 +15,7 @@ from hybridmf.data.interactions import InteractionData
 from hybridmf.data.splits import Split, inner_split, make_folds
 from hybridmf.evaluation.baselines import Popularity
 from hybridmf.evaluation.protocols import default_methods, evaluate_fold, protocol_folds, run_protocol
-from hybridmf.training import TrainedModel, build_trainer
+from hybridmf.training import TrainedModel, build_trainer, trained_entities
 
 N_ROWS, N_COLS = 20, 15
 PAIRS = np.array([[r, c] for r in range(N_ROWS) for c in range(N_COLS) if (r + 2 * c) % 3 == 0], dtype=np.int64)
@@ -313,3 +313,23 @@ def test_split_excluded_rows_default_is_empty():
 
     assert split.excluded_rows.dtype == np.int64 and len(split.excluded_rows) == 0
     assert split.train_rows(4).tolist() == [0, 1, 2, 3]
+
+
+def test_trained_entities_full_grid_keeps_columns_without_positives():
+    data = toy_data()
+    outer = make_folds(PAIRS, N_ROWS, "cold", n_folds=4, seed=0)[0]
+    inner = inner_split(outer, N_ROWS, val_fraction=0.25)
+    rows, cols = trained_entities(FitConfig(negatives="full"), data, inner)
+
+    assert rows.tolist() == inner.train_rows(N_ROWS).tolist()
+    assert cols.tolist() == list(range(N_COLS))
+
+
+def test_trained_entities_sampled_needs_positive_rows():
+    data = toy_data()
+    split = Split(np.array([[0, 1], [2, 3]]), np.empty((0, 2), dtype=np.int64), np.empty(0, dtype=np.int64))
+    config = dataclasses.replace(FitConfig(), negatives="sampled")
+    rows, cols = trained_entities(config, data, split)
+
+    assert rows.tolist() == [0, 2]
+    assert cols.tolist() == list(range(N_COLS))

@@ -288,17 +288,21 @@ def _oriented_config(config: FitConfig, protocol: str) -> FitConfig:
 def _baseline_factories(
     config: FitConfig, overrides: Mapping[str, Callable[[], Baseline]] | None
 ) -> dict[str, Callable[[], Baseline]]:
-    """Return a constructor per baseline name, with the neighbour count and EASE lambda of ``config``."""
-    neighbors = getattr(config, "knn_neighbors", 20)
-    l2 = getattr(config, "ease_l2", 100.0)
-    options: dict[str, dict[str, object]] = {
-        "row_knn": {"n_neighbors": neighbors},
-        "column_knn": {"n_neighbors": neighbors},
-        "ease": {"l2": l2},
-        "feature_knn": {"n_neighbors": neighbors, "metric": "tanimoto"},
-    }
+    """Return a constructor per baseline name.
+
+    ``feature_knn`` compares fingerprints by Tanimoto similarity. The neighbour count and
+    the EASE lambda come from the ``knn_neighbors`` and ``ease_l2`` fields of an
+    ``EvaluateConfig``, and from the baselines' defaults for a plain ``FitConfig``.
+    """
+    options: dict[str, dict[str, object]] = {name: {} for name in BASELINES}
+    options["feature_knn"]["metric"] = "tanimoto"
+    if hasattr(config, "knn_neighbors"):
+        for name in ("row_knn", "column_knn", "feature_knn"):
+            options[name]["n_neighbors"] = config.knn_neighbors
+    if hasattr(config, "ease_l2"):
+        options["ease"]["l2"] = config.ease_l2
     factories = {
-        name: (lambda name=name: make_baseline(name, **options.get(name, {}))) for name in BASELINES
+        name: (lambda name=name: make_baseline(name, **options[name])) for name in BASELINES
     }
     factories.update(overrides or {})
     return factories
@@ -309,8 +313,6 @@ def _check_methods(
 ) -> tuple[str, ...]:
     """Validate the method names and return them as a tuple without repeats."""
     methods = tuple(dict.fromkeys(methods))
-    if not methods:
-        raise ValueError("methods is empty; name at least one of: " + ", ".join([MODEL, *factories]))
     for method in methods:
         if method != MODEL and method not in factories:
             raise ValueError(f"unknown method {method!r}; valid methods: {', '.join([MODEL, *factories])}")
