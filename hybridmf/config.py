@@ -219,3 +219,31 @@ def parse_config(argv: list[str] | None = None, config_class: type = FitConfig, 
         return config_class(**arguments)
     except ValueError as error:
         parser.error(str(error))
+
+
+PROTOCOLS = ("warm", "cold-drug", "cold-adr")
+
+
+@dataclass
+class EvaluateConfig(FitConfig):
+    """Options of a cross-validation run: every ``FitConfig`` option plus the protocol.
+
+    The split options of ``FitConfig`` change meaning here: the protocol decides what is
+    held out for testing, ``--split`` is ignored, and ``--val-fraction`` is the share of
+    each fold's training part that selects the model's epoch.
+    """
+
+    protocol: str = _option(
+        "warm",
+        "hold out pairs (warm), whole drugs (cold-drug) or whole ADRs (cold-adr) in each fold",
+        choices=PROTOCOLS,
+    )
+    folds: int = _option(5, "number of cross-validation folds")
+    methods: tuple[str, ...] = _option(
+        (),
+        "methods to compare: model and baseline names (popularity, row_knn, column_knn, ease, "
+        "feature_knn). Without any, the protocol's default list is used",
+    )
+    knn_neighbors: int = _option(20, "neighbours of the row_knn, column_knn and feature_knn baselines")
+    ease_l2: float = _option(100.0, "L2 regularisation strength lambda of the ease baseline")
+    out: str | None = _option(None, "output directory (default: runs/evaluate-<protocol>-<date>-<time>)")

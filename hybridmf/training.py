@@ -1,7 +1,8 @@
 """One training run from a ``FitConfig``: data, split, model, Lightning trainer, metrics.
 
 ``run_fit`` is what ``scripts/fit.py`` calls; the pieces (``load_data``, ``build_model``,
-``build_trainer``, ``evaluate_scorer``) are reused by evaluation and tuning.
+``build_trainer``, ``train_split``, ``evaluate_scorer``) are reused by cross-validation
+(``hybridmf.evaluation.protocols``) and tuning.
 """
 
 from __future__ import annotations
@@ -9,14 +10,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from hybridmf.config import FitConfig
@@ -105,9 +107,7 @@ def build_model(config: FitConfig, data: InteractionData, split: Split) -> Hybri
         weight_decay=config.weight_decay,
         eval_k=config.eval_k,
     )
-    train_rows = torch.as_tensor(np.unique(split.train_pairs[:, 0]))
-    train_cols = torch.as_tensor(np.unique(split.train_pairs[:, 1]))
-    model.set_trained_entities(train_rows, train_cols)
+    model.set_trained_entities(*trained_entities(config, data, split))
     model.set_entities(
         row_ids=data.rows["id"].tolist(),
         row_names=data.rows["name"].tolist(),
@@ -144,6 +144,26 @@ def build_datamodule(config: FitConfig, data: InteractionData, split: Split) -> 
     )
 
 
+def trained_entities(config: FitConfig, data: InteractionData, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the rows and the columns that appear in training examples.
+
+    The model zeroes the ID embedding of every other entity, which never gets a gradient.
+    On the full grid every row that training may use appears, with or without training
+    positives. Every column appears in the grid or can be drawn as a sampled negative. A
+    column without training positives is therefore trained, towards low scores. Zeroing it
+    would give it the neutral score of the output bias instead, and in warm
+    cross-validation on MEF such columns then filled the top of every row.
+
+    Returns:
+        ``(R_trained,)`` and ``(C_trained,)`` int64 indices.
+    """
+    if config.negatives == "full":
+        rows = split.train_rows(data.n_rows)
+    else:
+        rows = np.unique(split.train_pairs[:, 0])
+    return torch.as_tensor(rows, dtype=torch.int64), torch.arange(data.n_cols)
+
+
 def model_loss(config: FitConfig) -> str:
     """Return the model's loss name: ``"bce"``, or the triplet loss ``"bpr"`` / ``"margin"``."""
     return config.triplet if config.loss == "triplet" else "bce"
@@ -165,7 +185,14 @@ def check_supported(config: FitConfig) -> None:
 
 
 def build_trainer(config: FitConfig, out_dir: Path, monitor: bool) -> tuple[pl.Trainer, ModelCheckpoint]:
-    """Build the Lightning trainer that keeps the best checkpoint by validation AUROC and the last one."""
+    """Build the Lightning trainer that keeps the best checkpoint by validation AUROC and the last one.
+
+    With ``monitor`` and ``config.patience`` set, training also stops after ``patience``
+    epochs without a better validation AUROC.
+    """
+    callbacks: list[pl.Callback] = []
+    if monitor and config.patience is not None:
+        callbacks.append(EarlyStopping(monitor="val/auroc", mode="max", patience=config.patience))
     checkpoint = ModelCheckpoint(
         dirpath=out_dir / "checkpoints",
         filename="best-{epoch:03d}" if monitor else "epoch-{epoch:03d}",
@@ -180,7 +207,7 @@ def build_trainer(config: FitConfig, out_dir: Path, monitor: bool) -> tuple[pl.T
         accelerator=config.accelerator,
         devices=_parse_devices(config.devices),
         logger=CSVLogger(save_dir=str(out_dir), name="logs", version=""),
-        callbacks=[checkpoint],
+        callbacks=[checkpoint, *callbacks],
         enable_progress_bar=config.progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -214,10 +241,85 @@ def evaluate_scorer(
         The evaluator's metrics.
     """
     evaluator = RankingEvaluator(k=k, threshold=threshold)
+    update_evaluators(score_rows, chunks, [evaluator])
+    return evaluator.compute()
+
+
+def update_evaluators(
+    score_rows: Callable[[torch.Tensor], torch.Tensor],
+    chunks: Iterable[dict[str, torch.Tensor]],
+    evaluators: Sequence[RankingEvaluator],
+) -> None:
+    """Score each chunk of rows once and add it to every evaluator.
+
+    Args:
+        score_rows: Maps ``(n,)`` row indices to ``(n, C)`` scores.
+        chunks: As :func:`evaluate_scorer`.
+        evaluators: Evaluators to update, for example one per cut-off k.
+    """
     for batch in chunks:
         scores = score_rows(batch["rows"]).float()  # (n, C)
-        evaluator.update(scores, batch["candidates"], batch["positives"])
-    return evaluator.compute()
+        for evaluator in evaluators:
+            evaluator.update(scores, batch["candidates"], batch["positives"])
+
+
+@dataclass
+class TrainedModel:
+    """The outcome of :func:`train_split`.
+
+    Attributes:
+        model: The selected checkpoint, loaded on the CPU in eval mode: the epoch with the
+            best validation AUROC when the split holds out pairs, else the last epoch.
+        checkpoint: Path of the selected checkpoint.
+        last_checkpoint: Path of the last epoch's checkpoint.
+        epochs: Number of epochs trained, fewer than ``max_epochs`` after early stopping.
+        selected_epoch: 1-based number of the selected epoch.
+        trainer: The Lightning trainer after ``fit``.
+        datamodule: The data module of the split.
+    """
+
+    model: HybridMF
+    checkpoint: str
+    last_checkpoint: str
+    epochs: int
+    selected_epoch: int
+    trainer: pl.Trainer
+    datamodule: InteractionDataModule
+
+
+def train_split(config: FitConfig, data: InteractionData, split: Split, out_dir: Path) -> TrainedModel:
+    """Train a model on one split and load the checkpoint that validation selects.
+
+    Checkpoints go to ``out_dir/checkpoints`` and the per-epoch log to
+    ``out_dir/logs/metrics.csv``.
+
+    Args:
+        config: Model, loss, optimization and hardware options. Its split options are
+            not used: ``split`` decides what is trained on and validated.
+        data: The interaction data set.
+        split: Training pairs, validation pairs and the rows training must not see.
+        out_dir: Output directory of this run.
+
+    Returns:
+        The trained model and the paths and counts of the run.
+    """
+    monitor = split.has_validation
+    datamodule = build_datamodule(config, data, split)
+    model = build_model(config, data, split)
+    trainer, checkpoint = build_trainer(config, out_dir, monitor)
+    trainer.fit(model, datamodule=datamodule)
+
+    selected = checkpoint.best_model_path if monitor else checkpoint.last_model_path
+    stored = torch.load(selected, map_location="cpu", weights_only=True)
+    return TrainedModel(
+        model=HybridMF.load_from_checkpoint(selected, map_location="cpu").eval(),
+        checkpoint=str(Path(selected).resolve()),
+        last_checkpoint=str(Path(checkpoint.last_model_path).resolve()),
+        epochs=int(trainer.current_epoch),
+        selected_epoch=int(stored["epoch"]) + 1,
+        trainer=trainer,
+        datamodule=datamodule,
+    )
 
 
 def run_fit(config: FitConfig) -> dict[str, Any]:
@@ -244,19 +346,15 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
             "features, so the model can at best rank ADRs by popularity (with --bias); use "
             "--features fingerprints or drug to score new drugs"
         )
-    datamodule = build_datamodule(config, data, split)
-    model = build_model(config, data, split)
-    trainer, checkpoint = build_trainer(config, out_dir, monitor)
     (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    trainer.fit(model, datamodule=datamodule)
+    run = train_split(config, data, split, out_dir)
+    datamodule = run.datamodule
 
     k = config.eval_k
     if monitor:
-        best_path = checkpoint.best_model_path
-        best = HybridMF.load_from_checkpoint(best_path, map_location="cpu").eval()
         datamodule.setup("validate")
         with torch.no_grad():
-            metrics = evaluate_scorer(best.score_rows, datamodule.val_dataloader(), k, threshold=0.0)
+            metrics = evaluate_scorer(run.model.score_rows, datamodule.val_dataloader(), k, threshold=0.0)
         popularity = Popularity().fit(split.train_pairs, data.n_rows, data.n_cols)
         baseline = evaluate_scorer(popularity.score_rows, datamodule.val_dataloader(), k, threshold=None)
         result = {name.format(k=k): metrics[name.format(k=k)] for name in REPORTED_METRICS}
@@ -265,34 +363,32 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
             evaluated_on="validation",
             rows_evaluated=metrics["rows_evaluated"],
             n_val_pairs=int(len(split.val_pairs)),
-            checkpoint=str(Path(best_path).resolve()),
+            checkpoint=run.checkpoint,
         )
     else:
-        last_path = checkpoint.last_model_path
-        last = HybridMF.load_from_checkpoint(last_path, map_location="cpu").eval()
         # Training-set figures: every pair of every row is a candidate and the training
         # positives are the ones to find. They show the fit, not the generalization.
         nothing = PositiveSet(np.empty((0, 2), dtype=np.int64), data.n_rows, data.n_cols)
         everything = PositiveSet(split.train_pairs, data.n_rows, data.n_cols)
         chunks = RowChunks(torch.arange(data.n_rows), nothing, everything, chunk_size=1024)
         with torch.no_grad():
-            metrics = evaluate_scorer(last.score_rows, chunks, k, threshold=0.0)
+            metrics = evaluate_scorer(run.model.score_rows, chunks, k, threshold=0.0)
         result = {f"train_{name.format(k=k)}": metrics[name.format(k=k)] for name in REPORTED_METRICS}
         result.update(
             evaluated_on="training pairs only: val_fraction is 0, so every known pair was used "
             "for training and the last epoch is kept; these figures measure the fit, not held-out accuracy",
-            train_loss=float(trainer.callback_metrics.get("train/loss", float("nan"))),
-            checkpoint=str(Path(last_path).resolve()),
+            train_loss=float(run.trainer.callback_metrics.get("train/loss", float("nan"))),
+            checkpoint=run.checkpoint,
         )
     result.update(
-        epochs=int(trainer.current_epoch),
+        epochs=run.epochs,
         seed=config.seed,
         split=config.split,
         features=config.features,
         loss=config.loss,
         model_loss=model_loss(config),
         training_examples=datamodule.mode,
-        last_checkpoint=str(Path(checkpoint.last_model_path).resolve()),
+        last_checkpoint=run.last_checkpoint,
         wall_seconds=round(time.time() - started, 2),
     )
     write_atomic(out_dir / "metrics.json", lambda path: path.write_text(json.dumps(result, indent=2) + "\n"))

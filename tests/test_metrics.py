@@ -436,6 +436,8 @@ def test_update_rejects_invalid_input(scores, candidates, positives, message) ->
         ({"k": True}, TypeError, r"k must be an integer >= 1, got True of type bool"),
         ({"threshold": math.nan}, ValueError, r"threshold must be a real number or None, got nan"),
         ({"threshold": "0.5"}, TypeError, r"threshold must be a real number or None, got '0.5'"),
+        ({"precision_ks": (5, 0)}, ValueError, r"each of precision_ks must be an integer >= 1, got 0"),
+        ({"precision_ks": (1.5,)}, TypeError, r"each of precision_ks must be an integer >= 1, got 1.5"),
     ],
 )
 def test_evaluator_rejects_invalid_arguments(kwargs, error, message) -> None:
@@ -446,3 +448,47 @@ def test_evaluator_rejects_invalid_arguments(kwargs, error, message) -> None:
 def test_update_rejects_non_tensor() -> None:
     with pytest.raises(TypeError, match=r"scores must be a torch.Tensor or numpy.ndarray, got list"):
         RankingEvaluator().update([[0.0]], GOOD_MASK, GOOD_MASK)
+
+
+@pytest.mark.parametrize("kind", SCORE_KINDS)
+def test_precision_ks_match_separate_evaluators(kind: str) -> None:
+    scores, candidates, positives = make_chunk(kind)
+    combined = RankingEvaluator(k=5, precision_ks=(1, 3, 5, 40))
+    combined.update(scores, candidates, positives)
+    result = combined.compute()
+
+    for cutoff in (1, 3, 5, 40):
+        separate = evaluate_scores(scores, candidates, positives, k=cutoff)
+        assert result[f"precision@{cutoff}"] == pytest.approx(separate[f"precision@{cutoff}"], abs=1e-12)
+    assert result["ndcg@5"] == pytest.approx(evaluate_scores(scores, candidates, positives, k=5)["ndcg@5"])
+
+
+@pytest.mark.parametrize("kind", SCORE_KINDS)
+def test_pooled_curves_match_pooled_metrics(kind: str) -> None:
+    """The area under the returned curves equals the pooled AUROC and AUPR."""
+    scores, candidates, positives = make_chunk(kind)
+    evaluator = RankingEvaluator(k=5)
+    evaluator.update(scores, candidates, positives)
+    curves = evaluator.pooled_curves()
+    result = evaluator.compute()
+
+    roc_area = np.trapezoid(curves["tpr"], curves["fpr"])
+    step_precision = -np.sum(np.diff(curves["recall"]) * curves["precision"][:-1])
+    assert roc_area == pytest.approx(result["auroc"], abs=1e-6)
+    assert step_precision == pytest.approx(result["aupr"], abs=1e-6)
+    assert (curves["fpr"][0], curves["tpr"][0], curves["fpr"][-1], curves["tpr"][-1]) == (0.0, 0.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("pooled", "positives", "message"),
+    [
+        (False, GOOD_MASK, r"pooled_curves needs the candidate scores; build the evaluator with pooled=True"),
+        (True, torch.zeros(2, 3, dtype=torch.bool), r"need both positive and negative candidates, got 0 positives"),
+    ],
+)
+def test_pooled_curves_reject_missing_data(pooled, positives, message) -> None:
+    evaluator = RankingEvaluator(pooled=pooled)
+    evaluator.update(GOOD_SCORES, GOOD_MASK, positives)
+
+    with pytest.raises(ValueError, match=message):
+        evaluator.pooled_curves()

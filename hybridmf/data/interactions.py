@@ -320,6 +320,36 @@ class InteractionData:
         )
         return data
 
+    def transpose(self) -> InteractionData:
+        """Swap rows and columns: entity tables, pairs and feature tables.
+
+        Row ``j`` of the result is column ``j`` of this data set, so anything built for rows,
+        such as a cold-row split or per-row metrics, applies to the columns.
+
+        Returns:
+            A new data set named ``"<name>-transposed"`` whose pairs are sorted by the new
+            row, then the new column.
+
+        Example:
+            >>> data = InteractionData(
+            ...     rows=pd.DataFrame({"id": ["d1", "d2"], "name": ["a", "b"]}),
+            ...     cols=pd.DataFrame({"id": ["a1", "a2", "a3"], "name": ["x", "y", "z"]}),
+            ...     pairs=np.array([[0, 2], [1, 0]]), name="toy")
+            >>> flipped = data.transpose()
+            >>> flipped.n_rows, flipped.n_cols, flipped.pairs.tolist(), flipped.name
+            (3, 2, [[0, 1], [2, 0]], 'toy-transposed')
+        """
+        swapped = self.pairs[:, ::-1]  # (P, 2), (column, row)
+        order = np.lexsort((swapped[:, 1], swapped[:, 0]))
+        return InteractionData(
+            rows=self.cols,
+            cols=self.rows,
+            pairs=np.ascontiguousarray(swapped[order]),  # (P, 2)
+            name=f"{self.name}-transposed",
+            row_features=self.col_features,
+            col_features=self.row_features,
+        )
+
     def column_counts(self, pairs: np.ndarray | None = None) -> np.ndarray:
         """Count the positives of each column.
 

@@ -48,23 +48,29 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
-from torchmetrics.functional.classification import binary_auroc, binary_average_precision
+from torchmetrics.functional.classification import (
+    binary_auroc,
+    binary_average_precision,
+    binary_precision_recall_curve,
+    binary_roc,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["RankingEvaluator", "evaluate_scores"]
 
 
-def _check_k(k: int) -> int:
+def _check_k(k: int, argument: str = "k") -> int:
     """Return ``k`` after checking that it is an integer of at least 1."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k must be an integer >= 1, got {k!r} of type {type(k).__name__}")
+        raise TypeError(f"{argument} must be an integer >= 1, got {k!r} of type {type(k).__name__}")
     if k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k}")
+        raise ValueError(f"{argument} must be an integer >= 1, got {k}")
     return int(k)
 
 
@@ -234,7 +240,9 @@ def _first_positive_metrics(
     return hit_rate, reciprocal_rank
 
 
-def _per_row_metrics(scores: Tensor, candidates: Tensor, positives: Tensor, k: int) -> dict[str, Tensor]:
+def _per_row_metrics(
+    scores: Tensor, candidates: Tensor, positives: Tensor, k: int, precision_ks: tuple[int, ...] = ()
+) -> dict[str, Tensor]:
     """Compute every per-row metric for one validated chunk, without a loop over rows.
 
     Args:
@@ -242,12 +250,14 @@ def _per_row_metrics(scores: Tensor, candidates: Tensor, positives: Tensor, k: i
         candidates: ``(R, C)`` bool, the pairs under evaluation.
         positives: ``(R, C)`` bool, held-out positives, a subset of ``candidates``.
         k: Cut-off of the top-k metrics.
+        precision_ks: Further cut-offs at which to count hits.
 
     Returns:
         ``(R,)`` float64 tensors keyed ``auroc``, ``ap``, ``ndcg``, ``hits``, ``hr``,
-        ``mrr``, plus ``(R,)`` int64 ``n_candidates`` and ``n_positives``. ``auroc`` and
-        ``ap`` are NaN for rows without both a positive and a negative candidate, and the
-        other metrics are NaN for rows without a positive.
+        ``mrr`` and ``hits@{c}`` for each ``c`` in ``precision_ks``, plus ``(R,)`` int64
+        ``n_candidates`` and ``n_positives``. ``auroc`` and ``ap`` are NaN for rows without
+        both a positive and a negative candidate, and the other metrics are NaN for rows
+        without a positive.
     """
     n_columns = scores.shape[1]
     scores = scores.masked_fill(~candidates, 0.0)  # (R, C), drops NaN or inf outside candidates
@@ -288,9 +298,8 @@ def _per_row_metrics(scores: Tensor, candidates: Tensor, positives: Tensor, k: i
     ideal_dcg = cumulative_discount[n_positives]  # (R,), >= 1 for rows with a positive
     ndcg = dcg / ideal_dcg.clamp(min=1.0)
 
-    # hits@k: min(max(k - start, 0), size) of a group's size ranks lie in the top k.
-    top_k_share = torch.minimum((k - group_start).clamp(min=0), group_size).double() / group_size  # (R, C)
-    hits = torch.where(positives, top_k_share, 0.0).sum(dim=1)  # (R,)
+    hits = _expected_hits(positives, group_start, group_size, k)  # (R,)
+    more_hits = {f"hits@{cutoff}": _expected_hits(positives, group_start, group_size, cutoff) for cutoff in precision_ks}
 
     hit_rate, reciprocal_rank = _first_positive_metrics(scores, candidates, positives, k)
 
@@ -302,9 +311,20 @@ def _per_row_metrics(scores: Tensor, candidates: Tensor, positives: Tensor, k: i
         "hits": torch.where(has_positive, hits, nan),
         "hr": torch.where(has_positive, hit_rate, nan),
         "mrr": torch.where(has_positive, reciprocal_rank, nan),
+        **{name: torch.where(has_positive, values, nan) for name, values in more_hits.items()},
         "n_candidates": n_candidates,
         "n_positives": n_positives,
     }
+
+
+def _expected_hits(positives: Tensor, group_start: Tensor, group_size: Tensor, k: int) -> Tensor:
+    """Return each row's expected number of positives in its top k, ``(R,)`` float64.
+
+    ``min(max(k - start, 0), size)`` of the ``size`` ranks of a tie group that starts after
+    rank ``start`` lie in the top k, and each of its candidates takes that share of them.
+    """
+    top_k_share = torch.minimum((k - group_start).clamp(min=0), group_size).double() / group_size  # (R, C)
+    return torch.where(positives, top_k_share, 0.0).sum(dim=1)  # (R,)
 
 
 def _dense_rank_scale(scores: Tensor) -> Tensor:
@@ -335,6 +355,8 @@ class RankingEvaluator:
       ``recall@{k}`` (hits divided by the row's positives) and ``mrr`` (reciprocal rank of
       the first positive): mean over rows with at least one positive, counted in
       ``rows_evaluated``. Ties are averaged as the module docstring describes.
+    * ``precision@{c}`` for every further cut-off ``c`` in ``precision_ks``, averaged like
+      ``precision@{k}``.
     * ``n_candidates``, ``n_positives``: totals over all rows.
 
     A metric without any row or pair to average over is NaN.
@@ -350,10 +372,13 @@ class RankingEvaluator:
             ``accuracy``. The default 0.0 suits logits. Pass None for scores that are not
             logits, such as the baselines' scores.
         pooled: Whether to keep candidate scores for the pooled ``auroc`` and ``aupr``.
+        precision_ks: Further cut-offs at which precision@c is reported, for a curve of
+            precision against the cut-off at little extra cost.
 
     Raises:
-        TypeError: If ``k`` is not an integer or ``threshold`` is not a number or None.
-        ValueError: If ``k < 1`` or ``threshold`` is NaN.
+        TypeError: If ``k`` or a cut-off in ``precision_ks`` is not an integer, or
+            ``threshold`` is not a number or None.
+        ValueError: If ``k`` or a cut-off is below 1, or ``threshold`` is NaN.
 
     Example:
         >>> import torch
@@ -367,15 +392,19 @@ class RankingEvaluator:
         (0.5, 0.75, 0.5, 2.0)
     """
 
-    def __init__(self, k: int = 10, threshold: float | None = 0.0, *, pooled: bool = True) -> None:
+    def __init__(
+        self, k: int = 10, threshold: float | None = 0.0, *, pooled: bool = True, precision_ks: Sequence[int] = ()
+    ) -> None:
         self.k = _check_k(k)
         self.threshold = _check_threshold(threshold)
         self.pooled = bool(pooled)
+        self.precision_ks = tuple(dict.fromkeys(_check_k(cutoff, "each of precision_ks") for cutoff in precision_ks))
         self.reset()
 
     def reset(self) -> None:
         """Clear all accumulated state."""
-        self._sums = {name: 0.0 for name in ("auroc", "ap", "ndcg", "hits", "recall", "hr", "mrr")}
+        names = ("auroc", "ap", "ndcg", "hits", "recall", "hr", "mrr", *(f"hits@{c}" for c in self.precision_ks))
+        self._sums = {name: 0.0 for name in names}
         self._rows_total = 0
         self._rows_with_both = 0
         self._rows_with_positive = 0
@@ -408,7 +437,7 @@ class RankingEvaluator:
                 score is NaN.
         """
         scores, candidates, positives = _check_inputs(scores, candidates, positives)
-        rows = _per_row_metrics(scores, candidates, positives, self.k)
+        rows = _per_row_metrics(scores, candidates, positives, self.k, self.precision_ks)
 
         has_both = ~torch.isnan(rows["auroc"])
         has_positive = ~torch.isnan(rows["ndcg"])
@@ -420,6 +449,8 @@ class RankingEvaluator:
         self._sums["recall"] += (rows["hits"][has_positive] / n_positives[has_positive]).sum().item()
         self._sums["hr"] += rows["hr"][has_positive].sum().item()
         self._sums["mrr"] += rows["mrr"][has_positive].sum().item()
+        for cutoff in self.precision_ks:
+            self._sums[f"hits@{cutoff}"] += rows[f"hits@{cutoff}"][has_positive].sum().item()
 
         self._rows_total += scores.shape[0]
         self._rows_with_both += int(has_both.sum())
@@ -452,6 +483,44 @@ class RankingEvaluator:
         aupr = binary_average_precision(preds, target, thresholds=None)
         return float(auroc), float(aupr)
 
+    def pooled_curves(self) -> dict[str, np.ndarray]:
+        """Compute the pooled ROC and precision-recall curves over every candidate seen.
+
+        The curves belong to the pooled ``auroc`` and ``aupr``: one point per distinct
+        score (torchmetrics ``binary_roc`` and ``binary_precision_recall_curve`` with
+        ``thresholds=None``), so tied candidates form one step.
+
+        Returns:
+            float64 arrays keyed ``fpr`` and ``tpr`` (ROC, from (0, 0) to (1, 1)) and
+            ``precision`` and ``recall`` (recall decreasing to 0, as torchmetrics returns
+            them).
+
+        Raises:
+            ValueError: If the evaluator was built with ``pooled=False``, or the
+                candidates seen do not contain both a positive and a negative.
+
+        Example:
+            >>> import torch
+            >>> evaluator = RankingEvaluator(k=1, threshold=None)
+            >>> evaluator.update(torch.tensor([[0.9, 0.1, 0.4]]), torch.ones(1, 3, dtype=torch.bool),
+            ...                  torch.tensor([[True, False, False]]))
+            >>> evaluator.pooled_curves()["tpr"].tolist()
+            [0.0, 1.0, 1.0, 1.0]
+        """
+        if not self.pooled:
+            raise ValueError("pooled_curves needs the candidate scores; build the evaluator with pooled=True")
+        if self._n_positives == 0 or self._n_positives == self._n_candidates:
+            raise ValueError(
+                f"pooled curves need both positive and negative candidates, got {self._n_positives} "
+                f"positives among {self._n_candidates} candidates"
+            )
+        preds = _dense_rank_scale(torch.cat(self._pooled_scores))  # (N,)
+        target = torch.cat(self._pooled_labels).long()  # (N,)
+        fpr, tpr, _ = binary_roc(preds, target, thresholds=None)
+        precision, recall, _ = binary_precision_recall_curve(preds, target, thresholds=None)
+        curves = {"fpr": fpr, "tpr": tpr, "precision": precision, "recall": recall}
+        return {name: values.double().numpy() for name, values in curves.items()}
+
     def compute(self) -> dict[str, float]:
         """Return the metrics over every chunk added since the last reset.
 
@@ -470,6 +539,10 @@ class RankingEvaluator:
         if self._rows_with_positive == 0:
             logger.warning("No evaluated row has a held-out positive, so the ranking metrics are NaN")
         k = self.k
+        more_precision = {
+            f"precision@{cutoff}": mean(f"hits@{cutoff}", self._rows_with_positive) / cutoff
+            for cutoff in self.precision_ks
+        }
         return {
             "auroc": auroc,
             "aupr": aupr,
@@ -485,6 +558,7 @@ class RankingEvaluator:
             "rows_evaluated": float(self._rows_with_positive),
             "n_candidates": float(self._n_candidates),
             "n_positives": float(self._n_positives),
+            **more_precision,
         }
 
 

@@ -162,7 +162,7 @@ class HybridMF(pl.LightningModule):
             tower.features.copy_(features)
 
     def set_trained_entities(self, rows: Tensor, cols: Tensor) -> None:
-        """Mark which rows and columns have training pairs; the others get zero ID embeddings."""
+        """Mark which rows and columns appear in training examples. The others get zero ID embeddings."""
         for tower, present in ((self.row_tower, rows), (self.col_tower, cols)):
             tower.trained.zero_()
             tower.trained[present] = True

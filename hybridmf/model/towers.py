@@ -77,8 +77,8 @@ class Tower(nn.Module):
     """Latent vectors of one side (rows or columns): ID embedding, feature encoder, or both.
 
     The feature matrix of all entities is a buffer, so it travels with the checkpoint.
-    Entities marked as untrained (no training pair) get a zero ID embedding, so an
-    embedding that never received a gradient adds no noise to their score.
+    Entities marked as untrained (absent from every training example) get a zero ID
+    embedding, so an embedding that never received a gradient adds no noise to their score.
 
     Args:
         n_entities: Number of entities of this side.
