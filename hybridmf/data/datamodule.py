@@ -52,6 +52,9 @@ logger = logging.getLogger(__name__)
 NEGATIVE_MODES = ("full", "sampled")
 TRAINING_MODES = ("full", "sampled", "triplet")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
+# Upper bound on the pairs of one validation chunk. The evaluator keeps about a dozen
+# (rows, columns) temporaries of 8 bytes per pair, so a chunk needs about 200 MB.
+EVAL_CHUNK_CELLS = 2**21
 
 
 class EpochBatches(Dataset):
@@ -87,6 +90,9 @@ class EpochBatches(Dataset):
         >>> batches[1]["row"].shape  # 3 positives × 2 negatives = 6 triplets, batches of 4
         torch.Size([2])
     """
+
+    # Device that holds the examples; ``to`` changes it.
+    device = torch.device("cpu")
 
     def __init__(
         self,
@@ -131,8 +137,27 @@ class EpochBatches(Dataset):
         """Build the examples of ``epoch`` unless they are already built."""
         if epoch == self.epoch:
             return
-        self.tensors = self._build(epoch)
+        if self.epoch is not None and self.mode == "full" and len(self) == 1:
+            # One batch holds this process's whole share of the grid, so the order of its
+            # examples does not change the step: the grid built first serves every epoch.
+            # It is always epoch 0's, so a resumed run uses the same order as a fresh one.
+            self.epoch = epoch
+            return
+        self.tensors = {name: tensor.to(self.device) for name, tensor in self._build(epoch).items()}
         self.epoch = epoch
+
+    def to(self, device: torch.device | str) -> EpochBatches:
+        """Move the examples to ``device`` and build later epochs there, one copy per epoch.
+
+        A batch is then a slice of tensors already on the device, so training makes no
+        host-to-device copy per step.
+
+        Returns:
+            This object.
+        """
+        self.device = torch.device(device)
+        self.tensors = {name: tensor.to(self.device) for name, tensor in self.tensors.items()}
+        return self
 
     def _build(self, epoch: int) -> dict[str, Tensor]:
         shared = make_generator(self.seed, epoch, rank=None)
@@ -235,13 +260,17 @@ class _EpochSampler(DistributedSampler):
 
     It subclasses ``DistributedSampler`` so that Lightning keeps it in distributed runs
     instead of inserting its own sampler: sharding already happens inside the dataset.
+    ``start`` skips the first items of the next iteration only; a run resumed from a
+    checkpoint taken within an epoch uses it to continue that epoch where it stopped.
     """
 
     def __init__(self, dataset: Dataset) -> None:
         super().__init__(dataset, num_replicas=1, rank=0, shuffle=False)
+        self.start = 0
 
     def __iter__(self):
-        return iter(range(len(self.dataset)))
+        start, self.start = self.start, 0
+        return iter(range(start, len(self.dataset)))
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -272,6 +301,7 @@ class InteractionDataModule(pl.LightningDataModule):
         triplets: Serve ``(row, pos, neg)`` triplets for the BPR or margin loss instead of
             labelled pairs.
         eval_chunk_rows: Rows per validation chunk; memory is ``eval_chunk_rows × columns``.
+            Chunks are made smaller where needed to stay within ``EVAL_CHUNK_CELLS`` pairs.
 
     Raises:
         ValueError: When an option is not one of the accepted values or out of range.
@@ -362,9 +392,65 @@ class InteractionDataModule(pl.LightningDataModule):
             neg_ratio=self.neg_ratio,
             column_weights=column_weights,
         )
-        return DataLoader(batches, batch_size=None, sampler=_EpochSampler(batches))
+        return self._epoch_loader(batches)
+
+    def _epoch_loader(self, batches: EpochBatches) -> DataLoader:
+        """Serve ``batches`` from the trainer's device, starting where a restored checkpoint stopped."""
+        sampler = _EpochSampler(batches)
+        if self.trainer is not None:
+            epoch, sampler.start = _restart_position(self.trainer, len(batches))
+            batches.set_epoch(epoch)
+            batches.to(self.trainer.strategy.root_device)
+        return _loader(batches, sampler)
 
     def val_dataloader(self) -> DataLoader:
-        rows = torch.as_tensor(self.split.val_rows, dtype=torch.int64)
-        chunks = RowChunks(rows, self.train_positives, self.val_positives, self.eval_chunk_rows)
-        return DataLoader(chunks, batch_size=None, sampler=_EpochSampler(chunks))
+        chunks = self.val_chunks(*self._rank_and_world_size())
+        return _loader(chunks, _EpochSampler(chunks))
+
+    def val_chunks(self, rank: int = 0, world_size: int = 1) -> RowChunks:
+        """Return a process's share of the validation rows, in chunks with their masks.
+
+        Process ``rank`` takes every ``world_size``-th validation row from position
+        ``rank`` on, so the shares are disjoint and cover every row exactly once, without
+        the padding that ``DistributedSampler`` adds. The defaults return every row, as
+        a final single-process evaluation needs.
+
+        Args:
+            rank: Index of the process, in ``[0, world_size)``.
+            world_size: Number of processes.
+
+        Returns:
+            The chunks of the process's rows.
+
+        Raises:
+            ValueError: When ``rank`` does not lie in ``[0, world_size)``.
+        """
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must lie in [0, world_size) = [0, {world_size}), got {rank}")
+        self.setup("validate")
+        rows = torch.as_tensor(self.split.val_rows, dtype=torch.int64)[rank::world_size]  # (R_val / W,)
+        chunk_rows = min(self.eval_chunk_rows, max(1, EVAL_CHUNK_CELLS // self.data.n_cols))
+        return RowChunks(rows, self.train_positives, self.val_positives, chunk_rows)
+
+
+def _loader(dataset: Dataset, sampler: _EpochSampler) -> DataLoader:
+    """Wrap a dataset of whole batches in a DataLoader that collates nothing."""
+    # A generator of its own keeps the DataLoader from drawing its base seed from the
+    # global random state, so a resumed run draws the same dropout masks as a fresh one.
+    return DataLoader(dataset, batch_size=None, sampler=sampler, generator=torch.Generator())
+
+
+def _restart_position(trainer: pl.Trainer, n_batches: int) -> tuple[int, int]:
+    """Return the epoch that training starts with and the batches of it already trained.
+
+    A fresh run starts at ``(0, 0)``. After Lightning restored a checkpoint, its progress
+    counters give the epoch, and the batches that the epoch had finished when the
+    checkpoint was saved within it. A checkpoint saved after the last batch of an epoch
+    continues with the next epoch.
+    """
+    loop = trainer.fit_loop
+    epoch = loop.epoch_progress.current.processed
+    finished = loop.epoch_loop.batch_progress.current.processed if loop.restarting else 0
+    if finished >= n_batches:
+        return epoch + 1, 0
+    return epoch, finished

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from hybridmf import losses
+from hybridmf.distributed import merge_evaluator_across_processes
 from hybridmf.evaluation.metrics import RankingEvaluator
 from hybridmf.model.heads import make_head
 from hybridmf.model.towers import Tower
@@ -80,6 +81,9 @@ class HybridMF(pl.LightningModule):
         eval_k: Cut-off of the ranking metrics (NDCG@k, hit rate@k, ...).
         featurizer: Plain settings that turn raw entity data into feature vectors (for
             example the fingerprint radius and size); stored for prediction time.
+        eval_pooled_sample: Estimate the pooled validation AUROC and AUPR on a sample of
+            at most this many candidate pairs, which bounds the evaluator's memory; None
+            keeps every candidate (exact). See ``RankingEvaluator``.
 
     Example:
         >>> model = HybridMF(n_rows=3, n_cols=4, k=2)
@@ -116,6 +120,7 @@ class HybridMF(pl.LightningModule):
         weight_decay: float = 0.0,
         eval_k: int = 10,
         featurizer: dict[str, Any] | None = None,
+        eval_pooled_sample: int | None = None,
     ) -> None:
         super().__init__()
         if loss not in LOSS_NAMES:
@@ -141,7 +146,7 @@ class HybridMF(pl.LightningModule):
         if bias:
             nn.init.zeros_(self.row_bias.weight)
             nn.init.zeros_(self.col_bias.weight)
-        self.evaluator = RankingEvaluator(k=eval_k, threshold=0.0)
+        self.evaluator = RankingEvaluator(k=eval_k, threshold=0.0, pooled_sample=eval_pooled_sample)
         self.entities: dict[str, Any] = {}
 
     # ----------------------------------------------------------------------------------
@@ -266,9 +271,14 @@ class HybridMF(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         scores = self.score_rows(batch["rows"])  # (n, C)
-        self.evaluator.update(scores.float().cpu(), batch["candidates"].cpu(), batch["positives"].cpu())
+        self.evaluator.update(
+            scores.float().cpu(), batch["candidates"].cpu(), batch["positives"].cpu(), rows=batch["rows"].cpu()
+        )
 
     def on_validation_epoch_end(self) -> None:
+        # In a distributed run each process evaluated its share of the rows; after the merge
+        # every process holds the metrics of all rows and logs the same values.
+        merge_evaluator_across_processes(self.evaluator, self.trainer.strategy)
         metrics = {f"val/{name}": float(value) for name, value in self.evaluator.compute().items()}
         self.log("val/auroc", metrics.pop("val/auroc"), prog_bar=True)
         self.log_dict(metrics)
