@@ -113,6 +113,9 @@ class FitConfig:
     batch_size: int = _option(2000, "training examples per batch")
     max_epochs: int = _option(20, "number of training epochs")
     patience: int | None = _option(None, "stop after this many epochs without a better validation AUROC")
+    val_every_n_epochs: int = _option(
+        1, "validate every this many epochs (validation can cost more than a full-batch training epoch)", minimum=1
+    )
     # Evaluation and output.
     eval_k: int = _option(10, "cut-off k of the ranking metrics (NDCG@k, HR@k, precision@k, recall@k)")
     eval_pooled_sample: int | None = _option(

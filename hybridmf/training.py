@@ -191,6 +191,7 @@ def build_trainer(config: FitConfig, out_dir: Path, monitor: bool) -> tuple[pl.T
         enable_progress_bar=config.progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        check_val_every_n_epoch=config.val_every_n_epochs,
         limit_val_batches=1.0 if monitor else 0,
         deterministic=False,
     )

@@ -137,12 +137,6 @@ class EpochBatches(Dataset):
         """Build the examples of ``epoch`` unless they are already built."""
         if epoch == self.epoch:
             return
-        if self.epoch is not None and self.mode == "full" and len(self) == 1:
-            # One batch holds this process's whole share of the grid, so the order of its
-            # examples does not change the step: the grid built first serves every epoch.
-            # It is always epoch 0's, so a resumed run uses the same order as a fresh one.
-            self.epoch = epoch
-            return
         self.tensors = {name: tensor.to(self.device) for name, tensor in self._build(epoch).items()}
         self.epoch = epoch
 
@@ -227,6 +221,69 @@ def _check_positives_in_rows(positives: PositiveSet, rows: Tensor) -> None:
         )
 
 
+class GridBatch(Dataset):
+    """The full training grid as one batch: a block of rows with the labels of all columns.
+
+    When one batch holds every training pair of the full grid, ``HybridMF`` scores it as
+    one matrix product (``score_rows``) instead of gathering two latent vectors per pair,
+    which computes the same loss with far less memory traffic. The order of the pairs in
+    a single batch does not change the step, so nothing is shuffled and every epoch is
+    the same batch. Process ``rank`` takes every ``world_size``-th training row with all
+    its columns, so shares differ by at most one row.
+
+    Args:
+        positives: Training positives, labelled 1; every other pair is labelled 0.
+        rows: ``(R_train,)`` rows that training may use.
+        rank: Index of this process.
+        world_size: Number of processes.
+
+    Example:
+        >>> import numpy as np
+        >>> positives = PositiveSet(np.array([[0, 1], [2, 0]]), n_rows=3, n_cols=2)
+        >>> batch = GridBatch(positives, torch.tensor([0, 2]))[0]
+        >>> batch["rows"].tolist(), batch["labels"].tolist()
+        ([0, 2], [[0.0, 1.0], [1.0, 0.0]])
+    """
+
+    # Device that holds the batch; ``to`` changes it.
+    device = torch.device("cpu")
+
+    def __init__(self, positives: PositiveSet, rows: Tensor, rank: int = 0, world_size: int = 1) -> None:
+        self.rows = torch.as_tensor(rows, dtype=torch.int64)[rank::world_size]  # (R_share,)
+        self.labels = positives.dense_rows(self.rows).to(torch.float32)  # (R_share, C)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Record the epoch; the batch is the same in every epoch."""
+        self.epoch = epoch
+
+    def to(self, device: torch.device | str) -> GridBatch:
+        """Move the batch to ``device``.
+
+        Returns:
+            This object.
+        """
+        self.device = torch.device(device)
+        self.rows, self.labels = self.rows.to(self.device), self.labels.to(self.device)
+        return self
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        if index != 0:
+            raise IndexError(f"batch index {index} out of range for 1 batch")
+        return {"rows": self.rows, "labels": self.labels}
+
+
+def is_one_grid_batch(batches: EpochBatches) -> bool:
+    """Whether ``batches`` are full-grid pairs that fit in one batch in every process."""
+    if batches.mode != "full":
+        return False
+    largest_share = math.ceil(len(batches.rows) * batches.positives.n_cols / batches.world_size)
+    return batches.batch_size >= largest_share
+
+
 class RowChunks(Dataset):
     """Evaluated rows in chunks, each with its candidate and positive masks.
 
@@ -260,17 +317,22 @@ class _EpochSampler(DistributedSampler):
 
     It subclasses ``DistributedSampler`` so that Lightning keeps it in distributed runs
     instead of inserting its own sampler: sharding already happens inside the dataset.
-    ``start`` skips the first items of the next iteration only; a run resumed from a
-    checkpoint taken within an epoch uses it to continue that epoch where it stopped.
+    ``served`` counts the items handed out in the current iteration, and ``start`` skips
+    the first items of the next iteration only; ``_ResumableLoader`` uses both to continue
+    an epoch that a checkpoint interrupted.
     """
 
     def __init__(self, dataset: Dataset) -> None:
         super().__init__(dataset, num_replicas=1, rank=0, shuffle=False)
         self.start = 0
+        self.served = 0
 
     def __iter__(self):
         start, self.start = self.start, 0
-        return iter(range(start, len(self.dataset)))
+        self.served = start
+        for index in range(start, len(self.dataset)):
+            self.served = index + 1
+            yield index
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -395,13 +457,22 @@ class InteractionDataModule(pl.LightningDataModule):
         return self._epoch_loader(batches)
 
     def _epoch_loader(self, batches: EpochBatches) -> DataLoader:
-        """Serve ``batches`` from the trainer's device, starting where a restored checkpoint stopped."""
-        sampler = _EpochSampler(batches)
+        """Serve ``batches`` from the trainer's device, resumable within an epoch.
+
+        Full-grid pairs that fit in one batch are served as a ``GridBatch`` instead.
+        """
+        if is_one_grid_batch(batches):
+            # NOTE: the pairs of epoch 0 were already built; building them is a one-time
+            # cost of the order of one epoch of the pair path.
+            batches = GridBatch(batches.positives, batches.rows, batches.rank, batches.world_size)
         if self.trainer is not None:
-            epoch, sampler.start = _restart_position(self.trainer, len(batches))
-            batches.set_epoch(epoch)
             batches.to(self.trainer.strategy.root_device)
-        return _loader(batches, sampler)
+        return _loader(batches, _EpochSampler(batches), _ResumableLoader)
+
+    def transfer_batch_to_device(self, batch: dict[str, Tensor], device: torch.device, dataloader_idx: int) -> dict[str, Tensor]:
+        # Batches are flat dicts of tensors, usually on the device already (see
+        # EpochBatches.to); Lightning's generic collection walk costs more per step.
+        return {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
 
     def val_dataloader(self) -> DataLoader:
         chunks = self.val_chunks(*self._rank_and_world_size())
@@ -433,24 +504,27 @@ class InteractionDataModule(pl.LightningDataModule):
         return RowChunks(rows, self.train_positives, self.val_positives, chunk_rows)
 
 
-def _loader(dataset: Dataset, sampler: _EpochSampler) -> DataLoader:
+def _loader(dataset: Dataset, sampler: _EpochSampler, loader_class: type[DataLoader] = DataLoader) -> DataLoader:
     """Wrap a dataset of whole batches in a DataLoader that collates nothing."""
     # A generator of its own keeps the DataLoader from drawing its base seed from the
     # global random state, so a resumed run draws the same dropout masks as a fresh one.
-    return DataLoader(dataset, batch_size=None, sampler=sampler, generator=torch.Generator())
+    return loader_class(dataset, batch_size=None, sampler=sampler, generator=torch.Generator())
 
 
-def _restart_position(trainer: pl.Trainer, n_batches: int) -> tuple[int, int]:
-    """Return the epoch that training starts with and the batches of it already trained.
+class _ResumableLoader(DataLoader):
+    """A DataLoader of whole batches whose position within an epoch travels in checkpoints.
 
-    A fresh run starts at ``(0, 0)``. After Lightning restored a checkpoint, its progress
-    counters give the epoch, and the batches that the epoch had finished when the
-    checkpoint was saved within it. A checkpoint saved after the last batch of an epoch
-    continues with the next epoch.
+    Lightning stores ``state_dict()`` in every checkpoint and, when it resumes from one,
+    passes it to ``load_state_dict`` before the first batch is drawn, so that the
+    interrupted epoch continues after the batches it had finished. Lightning 2.6 draws
+    no batch ahead from a loader that has a length, so the items the sampler has served
+    are exactly the batches trained when a checkpoint is written.
     """
-    loop = trainer.fit_loop
-    epoch = loop.epoch_progress.current.processed
-    finished = loop.epoch_loop.batch_progress.current.processed if loop.restarting else 0
-    if finished >= n_batches:
-        return epoch + 1, 0
-    return epoch, finished
+
+    def state_dict(self) -> dict[str, int]:
+        return {"served": self.sampler.served}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        # A finished epoch needs nothing skipped: the next one starts from its first batch.
+        if state_dict["served"] < len(self.sampler):
+            self.sampler.start = state_dict["served"]
