@@ -19,15 +19,19 @@ def _load_benchmark():
 def test_quick_benchmark_runs_every_case(tmp_path: Path):
     benchmark = _load_benchmark()
 
-    results = benchmark.main(["--quick", "--in-process", "--engine", "plain", "--threads", "1", "--out", str(tmp_path)])
+    results = benchmark.main(["--quick", "--in-process", "--threads", "1", "--out", str(tmp_path)])
+    results += benchmark.main(
+        ["--quick", "--in-process", "--only", "synthetic", "--engine", "plain", "--threads", "1", "--out", str(tmp_path)]
+    )
 
     kinds = {result["kind"] for result in results}
     assert {"lightning", "plain", "naive", "full-batch-step", "to-auroc", "synthetic"} <= kinds
     assert [result.get("error") for result in results if "error" in result] == []
     timed = [result for result in results if result["kind"] != "profile"]
     assert all(result["seconds_per_epoch"] > 0 and result["peak_rss_bytes"] > 0 for result in timed)
+    assert {result["engine"] for result in results if result["kind"] == "synthetic"} == {"lightning", "plain"}
     report = json.loads((tmp_path / "results.json").read_text())
-    assert len(report["results"]) == len(results)
+    assert len(report["results"]) == 3  # the second run: full-grid BCE, sampled BCE and BPR
     assert "| data | case | device | s/epoch |" in (tmp_path / "results.md").read_text()
 
 

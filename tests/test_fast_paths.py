@@ -35,9 +35,10 @@ def _gradients(model: HybridMF, batch: dict) -> tuple[float, dict[str, torch.Ten
 def test_grid_batch_matches_pair_batch(options: dict):
     torch.manual_seed(0)
     model = HybridMF(n_rows=4, n_cols=5, k=3, **options)
-    rows = torch.tensor([0, 1, 3])  # row 2 is held out, as in a cold split
-    pairs = EpochBatches(POSITIVES, rows, batch_size=15, seed=0).tensors
-    grid = GridBatch(POSITIVES, rows)[0]
+    rows = torch.tensor([0, 1, 3])  # row 2 is held out, as in a cold split, so it has no positive
+    positives = PositiveSet(POSITIVES.pairs()[POSITIVES.pairs()[:, 0] != 2].numpy(), n_rows=4, n_cols=5)
+    pairs = EpochBatches(positives, rows, batch_size=15, seed=0).tensors
+    grid = GridBatch(positives, rows)[0]
 
     pair_loss, pair_gradients = _gradients(model, pairs)
     grid_loss, grid_gradients = _gradients(model, grid)
@@ -71,11 +72,12 @@ def test_grid_batch_shards_rows():
     assert shards == [[0, 3], [1], [2]]
 
 
-@pytest.mark.parametrize(("batch_size", "world_size", "expected"), [(20, 1, True), (19, 1, False), (10, 2, True), (9, 2, False)])
-def test_one_grid_batch_needs_the_largest_share(batch_size: int, world_size: int, expected: bool):
-    batches = EpochBatches(POSITIVES, torch.arange(4), batch_size=batch_size, seed=0, world_size=world_size)
-
-    assert is_one_grid_batch(batches) is expected
+@pytest.mark.parametrize(
+    ("mode", "batch_size", "world_size", "expected"),
+    [("full", 20, 1, True), ("full", 19, 1, False), ("full", 10, 2, True), ("full", 9, 2, False), ("sampled", 99, 1, False)],
+)
+def test_one_grid_batch_needs_the_largest_share(mode: str, batch_size: int, world_size: int, expected: bool):
+    assert is_one_grid_batch(mode, 4 * 5, batch_size, world_size) is expected
 
 
 def test_datamodule_serves_grid_batch_when_one_batch_holds_the_grid():

@@ -276,12 +276,20 @@ class GridBatch(Dataset):
         return {"rows": self.rows, "labels": self.labels}
 
 
-def is_one_grid_batch(batches: EpochBatches) -> bool:
-    """Whether ``batches`` are full-grid pairs that fit in one batch in every process."""
-    if batches.mode != "full":
-        return False
-    largest_share = math.ceil(len(batches.rows) * batches.positives.n_cols / batches.world_size)
-    return batches.batch_size >= largest_share
+def is_one_grid_batch(mode: str, n_pairs: int, batch_size: int, world_size: int) -> bool:
+    """Whether full-grid training fits in one batch in every process.
+
+    Args:
+        mode: Kind of training examples, ``"full"``, ``"sampled"`` or ``"triplet"``.
+        n_pairs: Pairs of the training grid, training rows × columns.
+        batch_size: Examples per batch.
+        world_size: Number of processes.
+
+    Example:
+        >>> is_one_grid_batch("full", 100, batch_size=50, world_size=2), is_one_grid_batch("full", 101, 50, 2)
+        (True, False)
+    """
+    return mode == "full" and batch_size >= math.ceil(n_pairs / world_size)
 
 
 class RowChunks(Dataset):
@@ -442,6 +450,8 @@ class InteractionDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         rank, world_size = self._rank_and_world_size()
         train_rows = torch.as_tensor(self.split.train_rows(self.data.n_rows))
+        if is_one_grid_batch(self.mode, len(train_rows) * self.data.n_cols, self.batch_size, world_size):
+            return self._epoch_loader(GridBatch(self.train_positives, train_rows, rank, world_size))
         column_weights = popularity_weights(self.train_positives) if self.neg_sampling == "popularity" else None
         batches = EpochBatches(
             self.train_positives,
@@ -456,15 +466,8 @@ class InteractionDataModule(pl.LightningDataModule):
         )
         return self._epoch_loader(batches)
 
-    def _epoch_loader(self, batches: EpochBatches) -> DataLoader:
-        """Serve ``batches`` from the trainer's device, resumable within an epoch.
-
-        Full-grid pairs that fit in one batch are served as a ``GridBatch`` instead.
-        """
-        if is_one_grid_batch(batches):
-            # NOTE: the pairs of epoch 0 were already built; building them is a one-time
-            # cost of the order of one epoch of the pair path.
-            batches = GridBatch(batches.positives, batches.rows, batches.rank, batches.world_size)
+    def _epoch_loader(self, batches: EpochBatches | GridBatch) -> DataLoader:
+        """Serve ``batches`` from the trainer's device, resumable within an epoch."""
         if self.trainer is not None:
             batches.to(self.trainer.strategy.root_device)
         return _loader(batches, _EpochSampler(batches), _ResumableLoader)
