@@ -31,7 +31,7 @@ def collect_random_states() -> dict[str, Any]:
     """Return the global random states of torch, CUDA, numpy and Python as tensors and tuples.
 
     Every value is a tensor, a number, a string or a tuple of those, so a checkpoint that
-    holds them still loads with ``torch.load(..., weights_only=True)``.
+    contains them still loads with ``torch.load(..., weights_only=True)``.
 
     Example:
         >>> states = collect_random_states()
@@ -64,7 +64,7 @@ def restore_random_states(states: dict[str, Any]) -> None:
 class RandomStateCheckpoint(pl.Callback):
     """Save the random states of every process in each checkpoint and restore them on resume.
 
-    In a distributed run each checkpoint holds one set of states per process (gathered
+    In a distributed run each checkpoint contains one set of states per process (gathered
     when the checkpoint is written, which every process does together), and each process
     restores its own. A checkpoint from a run with a different number of processes
     restores the states of process 0 in every process and logs a warning.
@@ -93,9 +93,9 @@ class RandomStateCheckpoint(pl.Callback):
         rank, world_size = (0, 1) if self._trainer is None else (self._trainer.global_rank, self._trainer.world_size)
         if len(per_process) != world_size:
             logger.warning(
-                "the checkpoint holds the random states of %d processes but this run has %d; every "
-                "process continues with the states of process 0, so dropout masks differ from the "
-                "uninterrupted run",
+                "the checkpoint contains the random states of %d processes, but this run has %d, so "
+                "every process continues with the states of process 0 and draws other dropout masks "
+                "than the interrupted run would have drawn",
                 len(per_process),
                 world_size,
             )

@@ -170,7 +170,7 @@ def build_trainer(config: FitConfig, out_dir: Path, monitor: bool) -> tuple[pl.T
 
     ``checkpoints/last.ckpt`` is written after every epoch and, with
     ``config.checkpoint_every_n_steps``, also every that many training steps, so a run
-    that is killed loses at most the steps since then. Every checkpoint also holds the
+    that is killed loses at most the steps since then. Every checkpoint also contains the
     random states (``RandomStateCheckpoint``), so ``--resume`` repeats the interrupted
     run exactly on the CPU.
     """

@@ -11,8 +11,8 @@ Cases on MEF's full 746 × 817 grid (dot head, k = 5, weighted BCE, RMSprop):
 * ``naive``: a per-pair ``Dataset`` and ``DataLoader(batch_size=2000, shuffle=True)``;
 * ``full-batch-step``: one step over the whole grid;
 * ``to-auroc``: Lightning runs that validate every epoch (batch 2000, learning rate
-  1e-3) or every 10 epochs (full grid, learning rate 0.03), timed until the validation
-  AUROC first reaches ``--target-auroc``; the time includes the validations.
+  1e-3) or every 10 epochs (full grid, learning rate 0.03). Each is timed until the
+  validation AUROC first reaches ``--target-auroc``, validations included.
 
 Cases on synthetic matrices with power-law row and column popularity
 (``hybridmf.data.synthetic.powerlaw_pairs``), dot head with ``--synthetic-k`` factors:
@@ -83,35 +83,42 @@ KINDS = ("lightning", "plain", "naive", "full-batch-step", "to-auroc", "profile"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; ``--worker`` is the internal option of a case's subprocess."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/benchmark", help="folder for results.json and results.md")
     parser.add_argument("--data-dir", help="MEF copy (default: $HYBRIDMF_DATA_DIR, then ../shared/data/mef)")
+    parser.add_argument("--no-mef", action="store_true", help="skip the MEF cases")
+    parser.add_argument("--quick", action="store_true", help="tiny synthetic data in place of MEF and the sizes")
+    parser.add_argument("--only", help=f"run only these kinds of case, comma-separated: {', '.join(KINDS)}")
+
+    # Synthetic data.
     parser.add_argument("--sizes", default="small,large", help="synthetic sizes to run, comma-separated; empty for none")
     parser.add_argument(
         "--size", action="append", default=[], metavar="NAME=ROWSxCOLSxPOSITIVES", help="define or redefine a synthetic size"
     )
-    parser.add_argument("--no-mef", action="store_true", help="skip the MEF cases")
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs of each MEF case")
     parser.add_argument("--synthetic-epochs", type=int, default=1, help="timed epochs of each synthetic case")
     parser.add_argument("--synthetic-k", type=int, default=64, help="latent factors of the synthetic cases")
     parser.add_argument("--synthetic-batch-size", type=int, default=65536, help="batch size of the synthetic cases")
     parser.add_argument("--neg-ratio", type=int, default=4, help="sampled negatives per positive for sampled BCE")
     parser.add_argument("--max-grid", type=int, default=50_000_000, help="largest grid trained with full-grid BCE")
+    parser.add_argument("--engine", choices=("lightning", "plain"), default="lightning", help="how synthetic cases train")
+
+    # MEF.
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs of each MEF case")
     parser.add_argument("--target-auroc", type=float, default=0.88, help="validation AUROC of the to-auroc cases")
     parser.add_argument("--max-validations", type=int, default=30, help="validations before a to-auroc case gives up")
+    parser.add_argument("--profile", action="store_true", help="also profile MEF steps with torch.profiler")
+
+    # Execution.
     parser.add_argument("--threads", type=int, help="torch CPU threads in every case (default: torch's choice)")
     parser.add_argument("--devices", default=None, help="cpu, cuda or both (default: cuda too when available)")
-    parser.add_argument("--engine", choices=("lightning", "plain"), default="lightning", help="how synthetic cases train")
-    parser.add_argument("--profile", action="store_true", help="also profile MEF steps with torch.profiler")
-    parser.add_argument("--quick", action="store_true", help="tiny synthetic data in place of MEF and the sizes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, the split and the models")
-    parser.add_argument("--only", help=f"run only these kinds of case, comma-separated: {', '.join(KINDS)}")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds after which a case is stopped")
     parser.add_argument(
         "--in-process",
         action="store_true",
         help="run the cases in this process (for tests: faster, but peak memory is then the maximum so far)",
     )
-    parser.add_argument("--timeout", type=int, default=1800, help="seconds after which a case is stopped")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -166,14 +173,14 @@ def plan_cases(args: argparse.Namespace, devices: list[str], mef_dir: Path | Non
             cases.append({**base, "kind": "full-batch-step", "batch_size": None})
             limit = 3 if args.quick else args.max_validations
             target = 0.0 if args.quick else args.target_auroc
-            # The original settings, and full-batch steps with a learning rate that suits them;
-            # a full-batch epoch costs far less than a validation, hence validation every 10.
+            # The original settings, and full-batch steps with a learning rate that suits them.
+            # A full-batch epoch costs far less than a validation, so it validates every 10.
             for batch_size, lr, val_every in ((2000, 1e-3, 1), (None, 0.03, 10)):
                 cases.append(
                     {**base, "kind": "to-auroc", "batch_size": batch_size, "lr": lr, "val_every": val_every,
                      "epochs": limit * val_every, "target": target}
                 )  # fmt: skip
-            if args.profile:
+            if args.profile or "profile" in (args.only or "").split(","):
                 for batch_size in (2000, None):
                     cases.append({**base, "kind": "profile", "batch_size": batch_size, "epochs": 1})
         for name, (n_rows, n_cols, n_pairs) in parse_sizes(args).items():
@@ -302,7 +309,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         return []
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if args.devices is not None:
+        devices = args.devices.split(",")
+    else:
+        devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     mef_dir = find_mef_dir(args.data_dir)
     if mef_dir is None and not args.no_mef and not args.quick:
         print("MEF data not found (--data-dir, HYBRIDMF_DATA_DIR or ../shared/data/mef): skipping the MEF cases")

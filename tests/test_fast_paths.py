@@ -80,7 +80,7 @@ def test_one_grid_batch_needs_the_largest_share(mode: str, batch_size: int, worl
     assert is_one_grid_batch(mode, 4 * 5, batch_size, world_size) is expected
 
 
-def test_datamodule_serves_grid_batch_when_one_batch_holds_the_grid():
+def test_datamodule_serves_grid_batch():
     data = InteractionData(
         rows=pd.DataFrame({"id": ["r0", "r1", "r2", "r3"], "name": ""}),
         cols=pd.DataFrame({"id": [f"c{i}" for i in range(5)], "name": ""}),

@@ -53,8 +53,8 @@ NEGATIVE_MODES = ("full", "sampled")
 TRAINING_MODES = ("full", "sampled", "triplet")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 # Upper bound on the pairs of one validation chunk. The evaluator keeps about a dozen
-# (rows, columns) temporaries of 8 bytes per pair, so a chunk needs about 200 MB.
-EVAL_CHUNK_CELLS = 2**21
+# (rows, columns) temporaries of 8 bytes per pair, so a chunk needs about 400 MB.
+EVAL_CHUNK_CELLS = 2**22
 
 
 class EpochBatches(Dataset):
@@ -91,7 +91,7 @@ class EpochBatches(Dataset):
         torch.Size([2])
     """
 
-    # Device that holds the examples; ``to`` changes it.
+    # Device of the examples, which ``to`` changes.
     device = torch.device("cpu")
 
     def __init__(
@@ -224,9 +224,9 @@ def _check_positives_in_rows(positives: PositiveSet, rows: Tensor) -> None:
 class GridBatch(Dataset):
     """The full training grid as one batch: a block of rows with the labels of all columns.
 
-    When one batch holds every training pair of the full grid, ``HybridMF`` scores it as
-    one matrix product (``score_rows``) instead of gathering two latent vectors per pair,
-    which computes the same loss with far less memory traffic. The order of the pairs in
+    When one batch contains every training pair of the full grid, ``HybridMF`` scores it
+    as one matrix product (``score_rows``) instead of gathering two latent vectors per
+    pair. The loss is the same, and the memory traffic far smaller. The order of the pairs in
     a single batch does not change the step, so nothing is shuffled and every epoch is
     the same batch. Process ``rank`` takes every ``world_size``-th training row with all
     its columns, so shares differ by at most one row.
@@ -245,7 +245,7 @@ class GridBatch(Dataset):
         ([0, 2], [[0.0, 1.0], [1.0, 0.0]])
     """
 
-    # Device that holds the batch; ``to`` changes it.
+    # Device of the batch, which ``to`` changes.
     device = torch.device("cpu")
 
     def __init__(self, positives: PositiveSet, rows: Tensor, rank: int = 0, world_size: int = 1) -> None:
@@ -277,7 +277,7 @@ class GridBatch(Dataset):
 
 
 def is_one_grid_batch(mode: str, n_pairs: int, batch_size: int, world_size: int) -> bool:
-    """Whether full-grid training fits in one batch in every process.
+    """Return whether full-grid training fits in one batch in every process.
 
     Args:
         mode: Kind of training examples, ``"full"``, ``"sampled"`` or ``"triplet"``.
@@ -325,9 +325,9 @@ class _EpochSampler(DistributedSampler):
 
     It subclasses ``DistributedSampler`` so that Lightning keeps it in distributed runs
     instead of inserting its own sampler: sharding already happens inside the dataset.
-    ``served`` counts the items handed out in the current iteration, and ``start`` skips
-    the first items of the next iteration only; ``_ResumableLoader`` uses both to continue
-    an epoch that a checkpoint interrupted.
+    ``served`` counts the items handed out in the current iteration. ``start`` skips the
+    first items of the next iteration only. ``_ResumableLoader`` uses both to continue an
+    epoch that a checkpoint interrupted.
     """
 
     def __init__(self, dataset: Dataset) -> None:

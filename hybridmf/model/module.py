@@ -292,9 +292,9 @@ class HybridMF(pl.LightningModule):
         """Add a batch's loss to the epoch mean that is logged as ``{stage}/loss`` at the epoch's end.
 
         ``self.log`` in every step costs Lightning more time than a small training step
-        (Lightning 2.6, CPU), so the mean over the epoch's examples, weighted by batch
-        size as ``self.log(..., on_epoch=True, batch_size=...)`` would weight it, is kept
-        here without a device synchronization and logged once per epoch.
+        (Lightning 2.6, CPU). So the epoch mean is kept here, without a device
+        synchronization, and logged once per epoch. Batches are weighted by their size,
+        as ``self.log(..., on_epoch=True, batch_size=...)`` weights them.
         """
         total, examples = self._loss_totals.get(stage, (0.0, 0))
         self._loss_totals[stage] = (total + loss.detach() * batch_size, examples + batch_size)
@@ -323,8 +323,8 @@ class HybridMF(pl.LightningModule):
         )
 
     def on_validation_epoch_end(self) -> None:
-        # In a distributed run each process evaluated its share of the rows; after the merge
-        # every process holds the metrics of all rows and logs the same values.
+        # In a distributed run each process evaluated its share of the rows. After the merge,
+        # every process has the metrics of all rows and logs the same values.
         merge_evaluator_across_processes(self.evaluator, self.trainer.strategy)
         metrics = {f"val/{name}": float(value) for name, value in self.evaluator.compute().items()}
         self.log("val/auroc", metrics.pop("val/auroc"), prog_bar=True)
