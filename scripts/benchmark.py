@@ -457,14 +457,19 @@ def _summary(durations: list[float], examples: int) -> dict[str, Any]:
     }
 
 
-def run_lightning(case: dict[str, Any]) -> dict[str, Any]:
-    """Train through Lightning, as scripts/fit.py does, without validation or checkpoints."""
+def _lightning_parts(case: dict[str, Any]) -> tuple[Any, InteractionDataModule, int, int]:
+    """Return the model, the data module, the examples per epoch and the batch size of a grid case."""
     data, split = load_grid(case)
     examples = grid_size(data, split)
     batch_size = case["batch_size"] or examples
     pl.seed_everything(case["seed"], verbose=False)
     model = build_model(fit_config(case, batch_size), data, split)
-    datamodule = InteractionDataModule(data, split, batch_size=batch_size, seed=case["seed"])
+    return model, InteractionDataModule(data, split, batch_size=batch_size, seed=case["seed"]), examples, batch_size
+
+
+def run_lightning(case: dict[str, Any]) -> dict[str, Any]:
+    """Train through Lightning, as scripts/fit.py does, without validation."""
+    model, datamodule, examples, batch_size = _lightning_parts(case)
     clock = EpochClock()
     if case.get("trainer") == "fit":
         config = dataclasses.replace(
@@ -496,9 +501,16 @@ def _step(model, optimizer, batch: dict[str, torch.Tensor], index: int) -> None:
     optimizer.step()
 
 
-def _synchronize(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
+def _time_epochs(case: dict[str, Any], n_epochs: int, run_epoch) -> list[float]:
+    """Return the wall-clock seconds of ``run_epoch(epoch)`` for each of ``n_epochs`` epochs."""
+    durations = []
+    for epoch in range(n_epochs):
+        start = time.perf_counter()
+        run_epoch(epoch)
+        if case["device"] == "cuda":
+            torch.cuda.synchronize()
+        durations.append(time.perf_counter() - start)
+    return durations
 
 
 def _epoch_dataset(case: dict[str, Any], data, split, batch_size: int):
@@ -515,15 +527,13 @@ def run_plain(case: dict[str, Any]) -> dict[str, Any]:
     batch_size = case["batch_size"] or examples
     model, optimizer = _plain_model(case, data, split, batch_size)
     dataset = _epoch_dataset(case, data, split, batch_size)
-    durations = []
-    for epoch in range(case["epochs"] + 1):
-        start = time.perf_counter()
+
+    def run_epoch(epoch: int) -> None:
         dataset.set_epoch(epoch)
         for index in range(len(dataset)):
             _step(model, optimizer, dataset[index], index)
-        _synchronize(case["device"])
-        durations.append(time.perf_counter() - start)
-    return _summary(durations, examples)
+
+    return _summary(_time_epochs(case, case["epochs"] + 1, run_epoch), examples)
 
 
 def run_naive(case: dict[str, Any]) -> dict[str, Any]:
@@ -548,15 +558,13 @@ def run_naive(case: dict[str, Any]) -> dict[str, Any]:
             return rows[index], cols[index], labels[index]
 
     loader = DataLoader(PairDataset(), batch_size=case["batch_size"], shuffle=True, generator=torch.Generator().manual_seed(0))
-    durations = []
-    for _ in range(case["epochs"]):
-        start = time.perf_counter()
+
+    def run_epoch(epoch: int) -> None:
         for index, (row, col, label) in enumerate(loader):
             batch = {"row": row.to(case["device"]), "col": col.to(case["device"]), "label": label.to(case["device"])}
             _step(model, optimizer, batch, index)
-        _synchronize(case["device"])
-        durations.append(time.perf_counter() - start)
-    return _summary(durations, examples)
+
+    return _summary(_time_epochs(case, case["epochs"], run_epoch), examples)
 
 
 def run_full_batch_step(case: dict[str, Any]) -> dict[str, Any]:
@@ -565,23 +573,13 @@ def run_full_batch_step(case: dict[str, Any]) -> dict[str, Any]:
     examples = grid_size(data, split)
     model, optimizer = _plain_model(case, data, split, examples)
     batch = _epoch_dataset(case, data, split, examples)[0]
-    durations = []
-    for index in range(case["epochs"] + 1):
-        start = time.perf_counter()
-        _step(model, optimizer, batch, index)
-        _synchronize(case["device"])
-        durations.append(time.perf_counter() - start)
+    durations = _time_epochs(case, case["epochs"] + 1, lambda index: _step(model, optimizer, batch, index))
     return _summary(durations, examples)
 
 
 def run_to_auroc(case: dict[str, Any]) -> dict[str, Any]:
-    """Train through Lightning with validation after each epoch until the AUROC reaches the target."""
-    data, split = load_grid(case)
-    examples = grid_size(data, split)
-    batch_size = case["batch_size"] or examples
-    pl.seed_everything(case["seed"], verbose=False)
-    model = build_model(fit_config(case, batch_size), data, split)
-    datamodule = InteractionDataModule(data, split, batch_size=batch_size, seed=case["seed"])
+    """Train through Lightning with periodic validation until the AUROC reaches the target."""
+    model, datamodule, examples, _ = _lightning_parts(case)
     clock = EpochClock()
 
     class StopAtTarget(pl.Callback):
@@ -612,12 +610,7 @@ def run_profile(case: dict[str, Any]) -> dict[str, Any]:
     """Profile Lightning training steps with torch.profiler and write the operator table."""
     from torch.profiler import ProfilerActivity, profile
 
-    data, split = load_grid(case)
-    examples = grid_size(data, split)
-    batch_size = case["batch_size"] or examples
-    pl.seed_everything(case["seed"], verbose=False)
-    model = build_model(fit_config(case, batch_size), data, split)
-    datamodule = InteractionDataModule(data, split, batch_size=batch_size, seed=case["seed"])
+    model, datamodule, _, _ = _lightning_parts(case)
     trainer = make_trainer(case, 2, [], validate=False)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if case["device"] == "cuda" else [])
     with profile(activities=activities) as profiler:
@@ -710,7 +703,8 @@ def _synthetic_plain(case: dict[str, Any], data, split) -> dict[str, Any]:
         for index, first in enumerate(range(0, examples, case["batch_size"])):
             batch = {name: tensor[first : first + case["batch_size"]] for name, tensor in tensors.items()}
             _step(model, optimizer, batch, index)
-        _synchronize(case["device"])
+        if case["device"] == "cuda":
+            torch.cuda.synchronize()
         durations.append(time.perf_counter() - start)
         del tensors
     result = _summary(durations, examples)
