@@ -113,18 +113,38 @@ class FitConfig:
     batch_size: int = _option(2000, "training examples per batch")
     max_epochs: int = _option(20, "number of training epochs")
     patience: int | None = _option(None, "stop after this many epochs without a better validation AUROC")
+    val_every_n_epochs: int = _option(
+        1, "validate every this many epochs (validation can cost more than a full-batch training epoch)", minimum=1
+    )
     # Evaluation and output.
     eval_k: int = _option(10, "cut-off k of the ranking metrics (NDCG@k, HR@k, precision@k, recall@k)")
+    eval_pooled_sample: int | None = _option(
+        None,
+        "estimate the pooled AUROC and AUPR on a uniform sample of at most this many candidate pairs, "
+        "which bounds their memory (default: every candidate pair, exact)",
+        minimum=1,
+    )
     out: str | None = _option(None, "output directory (default: runs/fit-<date>-<time>)")
     resume: str | None = _option(None, "checkpoint to continue training from (optimizer state, epoch, RNG)")
+    checkpoint_every_n_steps: int | None = _option(
+        None, "also write checkpoints/last.ckpt every this many training steps (default: after each epoch only)", minimum=1
+    )
     # Hardware; passed to the Lightning Trainer.
     accelerator: str = _option("auto", "Lightning accelerator: auto, cpu, gpu, ...")
     devices: str = _option("auto", "Lightning devices: auto, a count, or a list such as 0,1")
     strategy: str = _option("auto", "Lightning strategy: auto, ddp, ...")
-    num_nodes: int = _option(1, "number of machines for distributed training")
+    num_nodes: int = _option(1, "number of machines for distributed training", minimum=1)
+    threads: int | None = _option(
+        None, "CPU threads of each process for torch operations (default: torch's choice, usually one per core)", minimum=1
+    )
     progress: bool = _option(True, "show a progress bar")
 
     def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            minimum = item.metadata.get("minimum")
+            value = getattr(self, item.name)
+            if minimum is not None and value is not None and value < minimum:
+                raise ValueError(f"invalid value {value!r} for {item.name}; it must be at least {minimum}")
         for item in dataclasses.fields(self):
             choices = item.metadata.get("choices")
             value = getattr(self, item.name)

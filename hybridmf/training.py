@@ -32,6 +32,7 @@ from hybridmf.data.splits import Split, make_split
 from hybridmf.evaluation.baselines import Popularity
 from hybridmf.evaluation.metrics import RankingEvaluator
 from hybridmf.model.module import HybridMF
+from hybridmf.resume import RandomStateCheckpoint, check_resume_path, keep_previous_log
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ def build_model(config: FitConfig, data: InteractionData, split: Split) -> Hybri
         lr=config.lr,
         weight_decay=config.weight_decay,
         eval_k=config.eval_k,
+        eval_pooled_sample=config.eval_pooled_sample,
     )
     model.set_trained_entities(*trained_entities(config, data, split))
     model.set_entities(
@@ -177,7 +179,6 @@ def check_supported(config: FitConfig) -> None:
     """
     unsupported = {
         "features": (config.features != "none", "only 'none' is built so far"),
-        "resume": (config.resume is not None, "resuming is not built yet"),
     }
     for option, (rejected, reason) in unsupported.items():
         if rejected:
@@ -189,8 +190,14 @@ def build_trainer(config: FitConfig, out_dir: Path, monitor: bool) -> tuple[pl.T
 
     With ``monitor`` and ``config.patience`` set, training also stops after ``patience``
     epochs without a better validation AUROC.
+
+    ``checkpoints/last.ckpt`` is written after every epoch and, with
+    ``config.checkpoint_every_n_steps``, also every that many training steps, so a run
+    that is killed loses at most the steps since then. Every checkpoint also contains the
+    random states (``RandomStateCheckpoint``), so ``--resume`` repeats the interrupted
+    run exactly on the CPU.
     """
-    callbacks: list[pl.Callback] = []
+    callbacks: list[pl.Callback] = list(resume_callbacks(config, out_dir, monitor))
     if monitor and config.patience is not None:
         callbacks.append(EarlyStopping(monitor="val/auroc", mode="max", patience=config.patience))
     checkpoint = ModelCheckpoint(
@@ -204,17 +211,65 @@ def build_trainer(config: FitConfig, out_dir: Path, monitor: bool) -> tuple[pl.T
     )
     trainer = pl.Trainer(
         max_epochs=config.max_epochs,
-        accelerator=config.accelerator,
-        devices=_parse_devices(config.devices),
+        **hardware_options(config),
         logger=CSVLogger(save_dir=str(out_dir), name="logs", version=""),
         callbacks=[checkpoint, *callbacks],
         enable_progress_bar=config.progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        check_val_every_n_epoch=config.val_every_n_epochs,
         limit_val_batches=1.0 if monitor else 0,
         deterministic=False,
     )
     return trainer, checkpoint
+
+
+def hardware_options(config: FitConfig) -> dict[str, Any]:
+    """Return the Lightning Trainer arguments that place the run: accelerator, devices, strategy, nodes.
+
+    Example:
+        >>> hardware_options(FitConfig(accelerator="cpu", devices="2", strategy="ddp"))
+        {'accelerator': 'cpu', 'devices': 2, 'strategy': 'ddp', 'num_nodes': 1}
+    """
+    return {
+        "accelerator": config.accelerator,
+        "devices": _parse_devices(config.devices),
+        "strategy": config.strategy,
+        "num_nodes": config.num_nodes,
+    }
+
+
+def resume_callbacks(config: FitConfig, out_dir: Path, monitor: bool) -> list[pl.Callback]:
+    """Return the callbacks that make a run resumable.
+
+    They store the random states in every checkpoint and keep ``checkpoints/last.ckpt`` at
+    the latest epoch end and, with ``config.checkpoint_every_n_steps``, the latest N-th
+    training step. The best-epoch callback of ``build_trainer`` writes ``last.ckpt`` only
+    when the validation AUROC improves (Lightning 2.6 writes the last checkpoint only
+    together with a top-k one), so with ``monitor`` a callback of its own rewrites
+    ``last.ckpt`` after every epoch.
+    """
+    callbacks: list[pl.Callback] = [RandomStateCheckpoint()]
+    directory = out_dir / "checkpoints"
+    # monitor=None with save_top_k=1 and a fixed file name overwrites last.ckpt each time.
+    last = dict(dirpath=directory, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
+    if monitor:
+        callbacks.append(ModelCheckpoint(**last, every_n_epochs=1))
+    if config.checkpoint_every_n_steps is not None:
+        callbacks.append(ModelCheckpoint(**last, every_n_train_steps=config.checkpoint_every_n_steps))
+    return callbacks
+
+
+def output_dir(config: FitConfig) -> Path:
+    """Return the output directory: ``--out``, else the run folder of ``--resume``, else a new one.
+
+    A checkpoint at ``RUN/checkpoints/NAME.ckpt`` continues in ``RUN``.
+    """
+    if config.out is not None:
+        return Path(config.out)
+    if config.resume is not None and Path(config.resume).resolve().parent.name == "checkpoints":
+        return Path(config.resume).resolve().parent.parent
+    return Path("runs") / time.strftime("fit-%Y%m%d-%H%M%S")
 
 
 def _parse_devices(devices: str) -> Any:
@@ -226,7 +281,11 @@ def _parse_devices(devices: str) -> Any:
 
 
 def evaluate_scorer(
-    score_rows: Callable[[torch.Tensor], torch.Tensor], chunks: Iterable[dict[str, torch.Tensor]], k: int, threshold: float | None
+    score_rows: Callable[[torch.Tensor], torch.Tensor],
+    chunks: Iterable[dict[str, torch.Tensor]],
+    k: int,
+    threshold: float | None,
+    pooled_sample: int | None = None,
 ) -> dict[str, float]:
     """Evaluate any scorer of rows on chunks of rows with their candidate and positive masks.
 
@@ -236,11 +295,13 @@ def evaluate_scorer(
             such as the validation dataloader of ``InteractionDataModule``.
         k: Cut-off of the ranking metrics.
         threshold: Score threshold of the accuracy; None for scores that are not logits.
+        pooled_sample: Estimate the pooled AUROC and AUPR on at most this many candidate
+            pairs; None uses every candidate (see ``RankingEvaluator``).
 
     Returns:
         The evaluator's metrics.
     """
-    evaluator = RankingEvaluator(k=k, threshold=threshold)
+    evaluator = RankingEvaluator(k=k, threshold=threshold, pooled_sample=pooled_sample)
     update_evaluators(score_rows, chunks, [evaluator])
     return evaluator.compute()
 
@@ -260,7 +321,7 @@ def update_evaluators(
     for batch in chunks:
         scores = score_rows(batch["rows"]).float()  # (n, C)
         for evaluator in evaluators:
-            evaluator.update(scores, batch["candidates"], batch["positives"])
+            evaluator.update(scores, batch["candidates"], batch["positives"], rows=batch["rows"])
 
 
 @dataclass
@@ -307,7 +368,7 @@ def train_split(config: FitConfig, data: InteractionData, split: Split, out_dir:
     datamodule = build_datamodule(config, data, split)
     model = build_model(config, data, split)
     trainer, checkpoint = build_trainer(config, out_dir, monitor)
-    trainer.fit(model, datamodule=datamodule)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=config.resume)
 
     selected = checkpoint.best_model_path if monitor else checkpoint.last_model_path
     stored = torch.load(selected, map_location="cpu", weights_only=True)
@@ -331,8 +392,13 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
     """
     check_supported(config)
     started = time.time()
-    out_dir = Path(config.out) if config.out is not None else Path("runs") / time.strftime("fit-%Y%m%d-%H%M%S")
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    out_dir = output_dir(config)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if config.resume is not None:
+        check_resume_path(config.resume)
+        keep_previous_log(out_dir)
     pl.seed_everything(config.seed, workers=True, verbose=False)
 
     data = load_data(config)
@@ -349,14 +415,17 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
     (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     run = train_split(config, data, split, out_dir)
     datamodule = run.datamodule
+    if run.trainer.global_rank != 0:
+        # Every process of a distributed run trained; process 0 evaluates and writes the results.
+        return {}
 
     k = config.eval_k
     if monitor:
         datamodule.setup("validate")
         with torch.no_grad():
-            metrics = evaluate_scorer(run.model.score_rows, datamodule.val_dataloader(), k, threshold=0.0)
+            metrics = evaluate_scorer(run.model.score_rows, datamodule.val_chunks(), k, 0.0, config.eval_pooled_sample)
         popularity = Popularity().fit(split.train_pairs, data.n_rows, data.n_cols)
-        baseline = evaluate_scorer(popularity.score_rows, datamodule.val_dataloader(), k, threshold=None)
+        baseline = evaluate_scorer(popularity.score_rows, datamodule.val_chunks(), k, None, config.eval_pooled_sample)
         result = {name.format(k=k): metrics[name.format(k=k)] for name in REPORTED_METRICS}
         result.update({f"popularity_{name.format(k=k)}": baseline[name.format(k=k)] for name in REPORTED_METRICS if name != "accuracy"})
         result.update(

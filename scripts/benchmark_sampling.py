@@ -27,39 +27,12 @@ import numpy as np
 import torch
 
 from hybridmf.data.sampling import PositiveSet, popularity_weights, sampled_epoch, triplet_epoch
+from hybridmf.data.synthetic import powerlaw_pairs, uniform_pairs
 
 CASES = {
     "uniform": {"n_rows": 200_000, "n_cols": 50_000, "n_pairs": 1_000_000},
     "powerlaw": {"n_rows": 1_000_000, "n_cols": 100_000, "n_pairs": 20_000_000},
 }
-
-
-def make_uniform_pairs(n_rows: int, n_cols: int, n_pairs: int, rng: np.random.Generator) -> np.ndarray:
-    """Draw ``n_pairs`` uniform ``(row, column)`` pairs; a few duplicates are dropped later."""
-    return np.stack([rng.integers(0, n_rows, n_pairs), rng.integers(0, n_cols, n_pairs)], axis=1)  # (n_pairs, 2)
-
-
-def make_powerlaw_pairs(n_rows: int, n_cols: int, n_pairs: int, rng: np.random.Generator) -> np.ndarray:
-    """Draw exactly ``n_pairs`` unique pairs with Zipf-like row and column popularity.
-
-    Column ``k`` has weight ``(k + 1) ** -0.9`` and row ``k`` weight ``(k + 1) ** -0.8``.
-    Row probabilities are capped at 0.1 % so that no row comes close to having every
-    column as a positive.
-    """
-    row_probability = np.arange(1, n_rows + 1, dtype=np.float64) ** -0.8
-    row_probability = np.minimum(row_probability / row_probability.sum(), 1e-3)
-    row_probability /= row_probability.sum()
-    col_probability = np.arange(1, n_cols + 1, dtype=np.float64) ** -0.9
-    col_probability /= col_probability.sum()
-
-    keys = np.zeros(0, dtype=np.int64)
-    while len(keys) < n_pairs:
-        n_draws = int(1.2 * (n_pairs - len(keys))) + 1
-        rows = rng.choice(n_rows, size=n_draws, p=row_probability)
-        cols = rng.choice(n_cols, size=n_draws, p=col_probability)
-        keys = np.union1d(keys, rows.astype(np.int64) * n_cols + cols)
-    keys = rng.choice(keys, size=n_pairs, replace=False)
-    return np.stack([keys // n_cols, keys % n_cols], axis=1)  # (n_pairs, 2)
 
 
 def time_call(function, repeats: int) -> tuple[float, float]:
@@ -84,7 +57,7 @@ def main() -> None:
     size = CASES[args.case]
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
-    make_pairs = make_uniform_pairs if args.case == "uniform" else make_powerlaw_pairs
+    make_pairs = uniform_pairs if args.case == "uniform" else powerlaw_pairs
     pairs = make_pairs(size["n_rows"], size["n_cols"], size["n_pairs"], rng)
     positives = PositiveSet(pairs, size["n_rows"], size["n_cols"])
     del pairs

@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = parse_config(argv, FitConfig, description=__doc__.splitlines()[0])
     metrics = run_fit(config)
+    if not metrics:
+        # Processes other than process 0 of a distributed run return no metrics.
+        return metrics
     width = max(len(name) for name in metrics)
     print()
     for name, value in metrics.items():

@@ -52,6 +52,9 @@ logger = logging.getLogger(__name__)
 NEGATIVE_MODES = ("full", "sampled")
 TRAINING_MODES = ("full", "sampled", "triplet")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
+# Upper bound on the pairs of one validation chunk. The evaluator keeps about a dozen
+# (rows, columns) temporaries of 8 bytes per pair, so a chunk needs about 400 MB.
+EVAL_CHUNK_CELLS = 2**22
 
 
 class EpochBatches(Dataset):
@@ -87,6 +90,9 @@ class EpochBatches(Dataset):
         >>> batches[1]["row"].shape  # 3 positives × 2 negatives = 6 triplets, batches of 4
         torch.Size([2])
     """
+
+    # Device of the examples, which ``to`` changes.
+    device = torch.device("cpu")
 
     def __init__(
         self,
@@ -131,8 +137,21 @@ class EpochBatches(Dataset):
         """Build the examples of ``epoch`` unless they are already built."""
         if epoch == self.epoch:
             return
-        self.tensors = self._build(epoch)
+        self.tensors = {name: tensor.to(self.device) for name, tensor in self._build(epoch).items()}
         self.epoch = epoch
+
+    def to(self, device: torch.device | str) -> EpochBatches:
+        """Move the examples to ``device`` and build later epochs there, one copy per epoch.
+
+        A batch is then a slice of tensors already on the device, so training makes no
+        host-to-device copy per step.
+
+        Returns:
+            This object.
+        """
+        self.device = torch.device(device)
+        self.tensors = {name: tensor.to(self.device) for name, tensor in self.tensors.items()}
+        return self
 
     def _build(self, epoch: int) -> dict[str, Tensor]:
         shared = make_generator(self.seed, epoch, rank=None)
@@ -202,6 +221,77 @@ def _check_positives_in_rows(positives: PositiveSet, rows: Tensor) -> None:
         )
 
 
+class GridBatch(Dataset):
+    """The full training grid as one batch: a block of rows with the labels of all columns.
+
+    When one batch contains every training pair of the full grid, ``HybridMF`` scores it
+    as one matrix product (``score_rows``) instead of gathering two latent vectors per
+    pair. The loss is the same, and the memory traffic far smaller. The order of the pairs in
+    a single batch does not change the step, so nothing is shuffled and every epoch is
+    the same batch. Process ``rank`` takes every ``world_size``-th training row with all
+    its columns, so shares differ by at most one row.
+
+    Args:
+        positives: Training positives, labelled 1; every other pair is labelled 0.
+        rows: ``(R_train,)`` rows that training may use.
+        rank: Index of this process.
+        world_size: Number of processes.
+
+    Example:
+        >>> import numpy as np
+        >>> positives = PositiveSet(np.array([[0, 1], [2, 0]]), n_rows=3, n_cols=2)
+        >>> batch = GridBatch(positives, torch.tensor([0, 2]))[0]
+        >>> batch["rows"].tolist(), batch["labels"].tolist()
+        ([0, 2], [[0.0, 1.0], [1.0, 0.0]])
+    """
+
+    # Device of the batch, which ``to`` changes.
+    device = torch.device("cpu")
+
+    def __init__(self, positives: PositiveSet, rows: Tensor, rank: int = 0, world_size: int = 1) -> None:
+        self.rows = torch.as_tensor(rows, dtype=torch.int64)[rank::world_size]  # (R_share,)
+        self.labels = positives.dense_rows(self.rows).to(torch.float32)  # (R_share, C)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Record the epoch; the batch is the same in every epoch."""
+        self.epoch = epoch
+
+    def to(self, device: torch.device | str) -> GridBatch:
+        """Move the batch to ``device``.
+
+        Returns:
+            This object.
+        """
+        self.device = torch.device(device)
+        self.rows, self.labels = self.rows.to(self.device), self.labels.to(self.device)
+        return self
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        if index != 0:
+            raise IndexError(f"batch index {index} out of range for 1 batch")
+        return {"rows": self.rows, "labels": self.labels}
+
+
+def is_one_grid_batch(mode: str, n_pairs: int, batch_size: int, world_size: int) -> bool:
+    """Return whether full-grid training fits in one batch in every process.
+
+    Args:
+        mode: Kind of training examples, ``"full"``, ``"sampled"`` or ``"triplet"``.
+        n_pairs: Pairs of the training grid, training rows × columns.
+        batch_size: Examples per batch.
+        world_size: Number of processes.
+
+    Example:
+        >>> is_one_grid_batch("full", 100, batch_size=50, world_size=2), is_one_grid_batch("full", 101, 50, 2)
+        (True, False)
+    """
+    return mode == "full" and batch_size >= math.ceil(n_pairs / world_size)
+
+
 class RowChunks(Dataset):
     """Evaluated rows in chunks, each with its candidate and positive masks.
 
@@ -235,13 +325,22 @@ class _EpochSampler(DistributedSampler):
 
     It subclasses ``DistributedSampler`` so that Lightning keeps it in distributed runs
     instead of inserting its own sampler: sharding already happens inside the dataset.
+    ``served`` counts the items handed out in the current iteration. ``start`` skips the
+    first items of the next iteration only. ``_ResumableLoader`` uses both to continue an
+    epoch that a checkpoint interrupted.
     """
 
     def __init__(self, dataset: Dataset) -> None:
         super().__init__(dataset, num_replicas=1, rank=0, shuffle=False)
+        self.start = 0
+        self.served = 0
 
     def __iter__(self):
-        return iter(range(len(self.dataset)))
+        start, self.start = self.start, 0
+        self.served = start
+        for index in range(start, len(self.dataset)):
+            self.served = index + 1
+            yield index
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -272,6 +371,7 @@ class InteractionDataModule(pl.LightningDataModule):
         triplets: Serve ``(row, pos, neg)`` triplets for the BPR or margin loss instead of
             labelled pairs.
         eval_chunk_rows: Rows per validation chunk; memory is ``eval_chunk_rows × columns``.
+            Chunks are made smaller where needed to stay within ``EVAL_CHUNK_CELLS`` pairs.
 
     Raises:
         ValueError: When an option is not one of the accepted values or out of range.
@@ -350,6 +450,8 @@ class InteractionDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         rank, world_size = self._rank_and_world_size()
         train_rows = torch.as_tensor(self.split.train_rows(self.data.n_rows))
+        if is_one_grid_batch(self.mode, len(train_rows) * self.data.n_cols, self.batch_size, world_size):
+            return self._epoch_loader(GridBatch(self.train_positives, train_rows, rank, world_size))
         column_weights = popularity_weights(self.train_positives) if self.neg_sampling == "popularity" else None
         batches = EpochBatches(
             self.train_positives,
@@ -362,9 +464,70 @@ class InteractionDataModule(pl.LightningDataModule):
             neg_ratio=self.neg_ratio,
             column_weights=column_weights,
         )
-        return DataLoader(batches, batch_size=None, sampler=_EpochSampler(batches))
+        return self._epoch_loader(batches)
+
+    def _epoch_loader(self, batches: EpochBatches | GridBatch) -> DataLoader:
+        """Serve ``batches`` from the trainer's device, resumable within an epoch."""
+        if self.trainer is not None:
+            batches.to(self.trainer.strategy.root_device)
+        return _loader(batches, _EpochSampler(batches), _ResumableLoader)
+
+    def transfer_batch_to_device(self, batch: dict[str, Tensor], device: torch.device, dataloader_idx: int) -> dict[str, Tensor]:
+        # Batches are flat dicts of tensors, usually on the device already (see
+        # EpochBatches.to); Lightning's generic collection walk costs more per step.
+        return {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
 
     def val_dataloader(self) -> DataLoader:
-        rows = torch.as_tensor(self.split.val_rows, dtype=torch.int64)
-        chunks = RowChunks(rows, self.train_positives, self.val_positives, self.eval_chunk_rows)
-        return DataLoader(chunks, batch_size=None, sampler=_EpochSampler(chunks))
+        chunks = self.val_chunks(*self._rank_and_world_size())
+        return _loader(chunks, _EpochSampler(chunks))
+
+    def val_chunks(self, rank: int = 0, world_size: int = 1) -> RowChunks:
+        """Return a process's share of the validation rows, in chunks with their masks.
+
+        Process ``rank`` takes every ``world_size``-th validation row from position
+        ``rank`` on, so the shares are disjoint and cover every row exactly once, without
+        the padding that ``DistributedSampler`` adds. The defaults return every row, as
+        a final single-process evaluation needs.
+
+        Args:
+            rank: Index of the process, in ``[0, world_size)``.
+            world_size: Number of processes.
+
+        Returns:
+            The chunks of the process's rows.
+
+        Raises:
+            ValueError: When ``rank`` does not lie in ``[0, world_size)``.
+        """
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must lie in [0, world_size) = [0, {world_size}), got {rank}")
+        self.setup("validate")
+        rows = torch.as_tensor(self.split.val_rows, dtype=torch.int64)[rank::world_size]  # (R_val / W,)
+        chunk_rows = min(self.eval_chunk_rows, max(1, EVAL_CHUNK_CELLS // self.data.n_cols))
+        return RowChunks(rows, self.train_positives, self.val_positives, chunk_rows)
+
+
+def _loader(dataset: Dataset, sampler: _EpochSampler, loader_class: type[DataLoader] = DataLoader) -> DataLoader:
+    """Wrap a dataset of whole batches in a DataLoader that collates nothing."""
+    # A generator of its own keeps the DataLoader from drawing its base seed from the
+    # global random state, so a resumed run draws the same dropout masks as a fresh one.
+    return loader_class(dataset, batch_size=None, sampler=sampler, generator=torch.Generator())
+
+
+class _ResumableLoader(DataLoader):
+    """A DataLoader of whole batches whose position within an epoch travels in checkpoints.
+
+    Lightning stores ``state_dict()`` in every checkpoint and, when it resumes from one,
+    passes it to ``load_state_dict`` before the first batch is drawn, so that the
+    interrupted epoch continues after the batches it had finished. Lightning 2.6 draws
+    no batch ahead from a loader that has a length, so the items the sampler has served
+    are exactly the batches trained when a checkpoint is written.
+    """
+
+    def state_dict(self) -> dict[str, int]:
+        return {"served": self.sampler.served}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        # A finished epoch needs nothing skipped: the next one starts from its first batch.
+        if state_dict["served"] < len(self.sampler):
+            self.sampler.start = state_dict["served"]

@@ -9,7 +9,8 @@ enter any metric, whatever their score.
 Two families of metrics are computed:
 
 * Pooled metrics treat all candidate pairs of all rows as one binary problem: ``auroc``
-  and ``aupr`` (exact, through torchmetrics) and ``accuracy`` at a logit threshold.
+  and ``aupr`` (exact, through torchmetrics, or estimated on a bounded sample of pairs
+  with ``RankingEvaluator(pooled_sample=...)``) and ``accuracy`` at a logit threshold.
 * Per-row metrics rank each row's candidates and average over rows: ``row_auroc``,
   ``row_aupr``, ``ndcg@k``, ``hr@k``, ``precision@k``, ``recall@k`` and ``mrr``.
 
@@ -337,6 +338,42 @@ def _dense_rank_scale(scores: Tensor) -> Tensor:
     return inverse.double() / max(unique_scores.numel() - 1, 1)
 
 
+# Names and order of the per-row sums and the counts in RankingEvaluator.state().
+_SUM_NAMES = ("auroc", "ap", "ndcg", "hits", "recall", "hr", "mrr")
+_COUNT_NAMES = ("_rows_total", "_rows_with_both", "_rows_with_positive", "_n_candidates", "_n_positives", "_n_correct")
+_UINT64_MASK = (1 << 64) - 1
+
+
+def _check_pooled_sample(pooled_sample: int | None) -> int | None:
+    """Return ``pooled_sample`` as an int, or None, after checking that it is at least 1."""
+    if pooled_sample is None:
+        return None
+    if isinstance(pooled_sample, bool) or not isinstance(pooled_sample, (int, np.integer)):
+        raise TypeError(
+            f"pooled_sample must be an integer >= 1 or None, got {pooled_sample!r} of type {type(pooled_sample).__name__}"
+        )
+    if pooled_sample < 1:
+        raise ValueError(f"pooled_sample must be an integer >= 1 or None, got {pooled_sample}")
+    return int(pooled_sample)
+
+
+def _mix64(values: np.ndarray) -> np.ndarray:
+    """Apply the splitmix64 finalizer to uint64 values, a bijection with well-mixed bits."""
+    values = values ^ (values >> np.uint64(30))
+    values = values * np.uint64(0xBF58476D1CE4E5B9)
+    values = values ^ (values >> np.uint64(27))
+    values = values * np.uint64(0x94D049BB133111EB)
+    return values ^ (values >> np.uint64(31))
+
+
+def _pair_keys(pair_ids: Tensor, seed: int) -> Tensor:
+    """Hash ``(n,)`` int64 pair ids (``row * C + column``) to pseudo-random int64 keys in ``[0, 2**63)``."""
+    with np.errstate(over="ignore"):
+        salt = _mix64(np.array([seed & _UINT64_MASK], dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15))
+        keys = _mix64(pair_ids.numpy().astype(np.uint64) ^ salt)
+    return torch.from_numpy((keys >> np.uint64(1)).astype(np.int64))
+
+
 class RankingEvaluator:
     """Accumulator of ranking and classification metrics over chunks of rows.
 
@@ -364,7 +401,15 @@ class RankingEvaluator:
     Memory: the per-row sums are O(1). For the pooled ``auroc`` and ``aupr`` the evaluator
     keeps every candidate's score and label, O(candidates): MEF's full 746 x 817 grid is
     about 0.6 million pairs, about 3 MB with float32 scores. ``pooled=False`` skips this
-    state and reports those two keys as NaN.
+    state and reports those two keys as NaN. ``pooled_sample=N`` bounds it at N pairs:
+    the pooled ``auroc`` and ``aupr`` are then computed on a uniform random sample of at
+    most N candidate pairs, an estimate whose standard error is of order ``1 / sqrt(N)``.
+    The sample is chosen by a hash of each pair's (row, column) and ``sample_seed``, so
+    it is the same however the rows are split into chunks or processes, provided
+    :meth:`update` receives the row indices.
+
+    :meth:`state` and :meth:`merge_state` move the accumulated state between evaluators,
+    for example to combine the shards of a distributed evaluation.
 
     Args:
         k: Cut-off for ``ndcg``, ``hr``, ``precision`` and ``recall``.
@@ -374,11 +419,15 @@ class RankingEvaluator:
         pooled: Whether to keep candidate scores for the pooled ``auroc`` and ``aupr``.
         precision_ks: Further cut-offs at which precision@c is reported, for a curve of
             precision against the cut-off at little extra cost.
+        pooled_sample: Maximum number of candidate pairs kept for the pooled ``auroc``
+            and ``aupr``, an integer of at least 1; None keeps every candidate (exact).
+        sample_seed: Seed of the hash that picks the pooled sample.
 
     Raises:
-        TypeError: If ``k`` or a cut-off in ``precision_ks`` is not an integer, or
-            ``threshold`` is not a number or None.
-        ValueError: If ``k`` or a cut-off is below 1, or ``threshold`` is NaN.
+        TypeError: If ``k``, a cut-off in ``precision_ks`` or ``pooled_sample`` is not an
+            integer, or ``threshold`` is not a number or None.
+        ValueError: If ``k`` or a cut-off is below 1, ``pooled_sample < 1`` or
+            ``threshold`` is NaN.
 
     Example:
         >>> import torch
@@ -393,18 +442,27 @@ class RankingEvaluator:
     """
 
     def __init__(
-        self, k: int = 10, threshold: float | None = 0.0, *, pooled: bool = True, precision_ks: Sequence[int] = ()
+        self,
+        k: int = 10,
+        threshold: float | None = 0.0,
+        *,
+        pooled: bool = True,
+        precision_ks: Sequence[int] = (),
+        pooled_sample: int | None = None,
+        sample_seed: int = 0,
     ) -> None:
         self.k = _check_k(k)
         self.threshold = _check_threshold(threshold)
         self.pooled = bool(pooled)
         self.precision_ks = tuple(dict.fromkeys(_check_k(cutoff, "each of precision_ks") for cutoff in precision_ks))
+        self._sum_names = (*_SUM_NAMES, *(f"hits@{cutoff}" for cutoff in self.precision_ks))
+        self.pooled_sample = _check_pooled_sample(pooled_sample)
+        self.sample_seed = int(sample_seed)
         self.reset()
 
     def reset(self) -> None:
         """Clear all accumulated state."""
-        names = ("auroc", "ap", "ndcg", "hits", "recall", "hr", "mrr", *(f"hits@{c}" for c in self.precision_ks))
-        self._sums = {name: 0.0 for name in names}
+        self._sums = {name: 0.0 for name in self._sum_names}
         self._rows_total = 0
         self._rows_with_both = 0
         self._rows_with_positive = 0
@@ -413,12 +471,18 @@ class RankingEvaluator:
         self._n_correct = 0
         self._pooled_scores: list[Tensor] = []
         self._pooled_labels: list[Tensor] = []
+        # Hash keys of the sampled pairs, in step with _pooled_scores; empty unless
+        # pooled_sample is set. Keys at or above _key_cutoff can no longer be sampled.
+        self._pooled_keys: list[Tensor] = []
+        self._n_pooled = 0
+        self._key_cutoff: int | None = None
 
     def update(
         self,
         scores: Tensor | np.ndarray,
         candidates: Tensor | np.ndarray,
         positives: Tensor | np.ndarray,
+        rows: Tensor | np.ndarray | None = None,
     ) -> None:
         """Add one chunk of rows.
 
@@ -429,41 +493,153 @@ class RankingEvaluator:
             candidates: ``(R, C)`` bool, the pairs under evaluation.
             positives: ``(R, C)`` bool, held-out positives, which must be a subset of
                 ``candidates``.
+            rows: ``(R,)`` integer indices of the chunk's rows. Only ``pooled_sample``
+                uses them, to pick the same pairs however the rows are chunked. When
+                None, a row is identified by its position among all rows added since
+                the last reset.
 
         Raises:
             TypeError: If an input is not a tensor or array, or ``scores`` is complex.
             ValueError: If ``scores`` is not 2-D, the shapes differ, a mask contains
-                values other than 0 and 1, a positive is not a candidate, or a candidate
-                score is NaN.
+                values other than 0 and 1, a positive is not a candidate, a candidate
+                score is NaN, or ``rows`` does not have shape ``(R,)``.
         """
         scores, candidates, positives = _check_inputs(scores, candidates, positives)
-        rows = _per_row_metrics(scores, candidates, positives, self.k, self.precision_ks)
+        if rows is not None:
+            rows = _as_tensor(rows, "rows").to(device="cpu", dtype=torch.int64)
+            if tuple(rows.shape) != (scores.shape[0],):
+                raise ValueError(
+                    f"rows must have shape ({scores.shape[0]},) to match scores, got {tuple(rows.shape)}"
+                )
+        if self.pooled:
+            self._add_pooled(scores, candidates, positives, rows)
+        per_row = _per_row_metrics(scores, candidates, positives, self.k, self.precision_ks)
 
-        has_both = ~torch.isnan(rows["auroc"])
-        has_positive = ~torch.isnan(rows["ndcg"])
-        n_positives = rows["n_positives"].double()
-        self._sums["auroc"] += rows["auroc"][has_both].sum().item()
-        self._sums["ap"] += rows["ap"][has_both].sum().item()
-        self._sums["ndcg"] += rows["ndcg"][has_positive].sum().item()
-        self._sums["hits"] += rows["hits"][has_positive].sum().item()
-        self._sums["recall"] += (rows["hits"][has_positive] / n_positives[has_positive]).sum().item()
-        self._sums["hr"] += rows["hr"][has_positive].sum().item()
-        self._sums["mrr"] += rows["mrr"][has_positive].sum().item()
+        has_both = ~torch.isnan(per_row["auroc"])
+        has_positive = ~torch.isnan(per_row["ndcg"])
+        n_positives = per_row["n_positives"].double()
+        self._sums["auroc"] += per_row["auroc"][has_both].sum().item()
+        self._sums["ap"] += per_row["ap"][has_both].sum().item()
+        self._sums["ndcg"] += per_row["ndcg"][has_positive].sum().item()
+        self._sums["hits"] += per_row["hits"][has_positive].sum().item()
+        self._sums["recall"] += (per_row["hits"][has_positive] / n_positives[has_positive]).sum().item()
+        self._sums["hr"] += per_row["hr"][has_positive].sum().item()
+        self._sums["mrr"] += per_row["mrr"][has_positive].sum().item()
         for cutoff in self.precision_ks:
-            self._sums[f"hits@{cutoff}"] += rows[f"hits@{cutoff}"][has_positive].sum().item()
+            self._sums[f"hits@{cutoff}"] += per_row[f"hits@{cutoff}"][has_positive].sum().item()
 
         self._rows_total += scores.shape[0]
         self._rows_with_both += int(has_both.sum())
         self._rows_with_positive += int(has_positive.sum())
-        self._n_candidates += int(rows["n_candidates"].sum())
-        self._n_positives += int(rows["n_positives"].sum())
+        self._n_candidates += int(per_row["n_candidates"].sum())
+        self._n_positives += int(per_row["n_positives"].sum())
 
         if self.threshold is not None:
             correct = (scores >= self.threshold) == positives  # (R, C)
             self._n_correct += int((correct & candidates).sum())
-        if self.pooled:
-            self._pooled_scores.append(scores[candidates])  # (candidates in chunk,)
-            self._pooled_labels.append(positives[candidates])  # (candidates in chunk,)
+
+    def _add_pooled(self, scores: Tensor, candidates: Tensor, positives: Tensor, rows: Tensor | None) -> None:
+        """Store the chunk's candidate scores and labels, or the part of them in the sample."""
+        chunk_scores = scores[candidates]  # (n,) in row-major order
+        chunk_labels = positives[candidates]  # (n,)
+        if self.pooled_sample is None:
+            self._pooled_scores.append(chunk_scores)
+            self._pooled_labels.append(chunk_labels)
+            return
+        n_rows, n_columns = scores.shape
+        if rows is None:
+            rows = torch.arange(self._rows_total, self._rows_total + n_rows)
+        row_position, column = candidates.cpu().nonzero(as_tuple=True)  # (n,), (n,) in row-major order
+        keys = _pair_keys(rows[row_position] * n_columns + column, self.sample_seed)  # (n,)
+        if self._key_cutoff is not None:
+            keep = keys < self._key_cutoff  # (n,)
+            keys = keys[keep]
+            keep = keep.to(scores.device)
+            chunk_scores, chunk_labels = chunk_scores[keep], chunk_labels[keep]
+        self._pooled_keys.append(keys)
+        self._pooled_scores.append(chunk_scores)
+        self._pooled_labels.append(chunk_labels)
+        self._n_pooled += len(keys)
+        if self._n_pooled > 2 * self.pooled_sample:
+            self._compact_pooled()
+
+    def _compact_pooled(self) -> None:
+        """Keep only the ``pooled_sample`` pairs with the smallest keys, sorted by key."""
+        if self.pooled_sample is None or not self._pooled_keys:
+            return
+        keys = torch.cat(self._pooled_keys)  # (n,)
+        order = torch.sort(keys, stable=True).indices[: self.pooled_sample]  # (min(n, N),)
+        self._pooled_keys = [keys[order]]
+        self._pooled_scores = [torch.cat(self._pooled_scores)[order.to(self._pooled_scores[0].device)]]
+        self._pooled_labels = [torch.cat(self._pooled_labels)[order.to(self._pooled_labels[0].device)]]
+        self._n_pooled = len(order)
+        if self._n_pooled == self.pooled_sample:
+            self._key_cutoff = int(self._pooled_keys[0][-1])
+
+    def _pooled_arrays(self) -> tuple[Tensor, Tensor]:
+        """Return the pooled ``(N,)`` scores and ``(N,)`` bool labels: every candidate, or the sample."""
+        self._compact_pooled()
+        return torch.cat(self._pooled_scores), torch.cat(self._pooled_labels)
+
+    def state(self) -> dict[str, Tensor]:
+        """Return the accumulated state as CPU tensors, for :meth:`merge_state` of another evaluator.
+
+        Returns:
+            ``sums`` ``(7,)`` float64 sums of the per-row metrics, ``counts`` ``(6,)``
+            int64 row and pair counts, and the pooled ``scores`` ``(N,)``, ``labels``
+            ``(N,)`` bool and ``keys`` ``(N,)`` int64 (empty unless ``pooled_sample``
+            is set).
+
+        Example:
+            >>> import torch
+            >>> scores = torch.tensor([[0.9, 0.1, 0.4], [0.2, 0.8, 0.5]])
+            >>> candidates = torch.ones(2, 3, dtype=torch.bool)
+            >>> positives = torch.tensor([[True, False, False], [False, False, True]])
+            >>> whole, first, second = (RankingEvaluator(k=1) for _ in range(3))
+            >>> whole.update(scores, candidates, positives)
+            >>> first.update(scores[:1], candidates[:1], positives[:1])
+            >>> second.update(scores[1:], candidates[1:], positives[1:])
+            >>> first.merge_state(second.state())
+            >>> first.compute() == whole.compute()
+            True
+        """
+        scores, labels = self._pooled_arrays() if self._pooled_scores else (torch.zeros(0), torch.zeros(0, dtype=torch.bool))
+        keys = torch.cat(self._pooled_keys) if self._pooled_keys else torch.zeros(0, dtype=torch.int64)
+        return {
+            "sums": torch.tensor([self._sums[name] for name in self._sum_names], dtype=torch.float64),
+            "counts": torch.tensor([getattr(self, name) for name in _COUNT_NAMES], dtype=torch.int64),
+            "scores": scores.cpu(),
+            "labels": labels.cpu(),
+            "keys": keys,
+        }
+
+    def merge_state(self, state: dict[str, Tensor]) -> None:
+        """Add the state of another evaluator with the same settings, as :meth:`state` returns it.
+
+        Args:
+            state: The other evaluator's state.
+
+        Raises:
+            ValueError: If ``state`` lacks a key or its ``sums`` or ``counts`` have the
+                wrong shape.
+        """
+        missing = sorted({"sums", "counts", "scores", "labels", "keys"} - set(state))
+        if missing:
+            raise ValueError(f"state lacks the keys {missing}; pass the dict that RankingEvaluator.state returns")
+        for name, expected in (("sums", len(self._sum_names)), ("counts", len(_COUNT_NAMES))):
+            if tuple(state[name].shape) != (expected,):
+                raise ValueError(f"state[{name!r}] must have shape ({expected},), got {tuple(state[name].shape)}")
+        for name, value in zip(self._sum_names, state["sums"].tolist()):
+            self._sums[name] += value
+        for name, value in zip(_COUNT_NAMES, state["counts"].tolist()):
+            setattr(self, name, getattr(self, name) + value)
+        if self.pooled and len(state["scores"]) > 0:
+            self._pooled_scores.append(state["scores"])
+            self._pooled_labels.append(state["labels"].bool())
+            if self.pooled_sample is not None:
+                self._pooled_keys.append(state["keys"])
+                self._n_pooled += len(state["keys"])
+                self._compact_pooled()
 
     def _compute_pooled(self) -> tuple[float, float]:
         """Return the pooled AUROC and AUPR, NaN where undefined or not stored."""
@@ -477,8 +653,16 @@ class RankingEvaluator:
                 self._n_candidates,
             )
             return math.nan, math.nan
-        preds = _dense_rank_scale(torch.cat(self._pooled_scores))  # (N,)
-        target = torch.cat(self._pooled_labels).long()  # (N,)
+        scores, labels = self._pooled_arrays()  # (N,), (N,)
+        if not bool(labels.any()) or bool(labels.all()):
+            logger.warning(
+                "Pooled auroc and aupr are undefined on a sample of %d candidates with %d positives, so both are NaN",
+                len(labels),
+                int(labels.sum()),
+            )
+            return math.nan, math.nan
+        preds = _dense_rank_scale(scores)  # (N,)
+        target = labels.long()  # (N,)
         auroc = binary_auroc(preds, target, thresholds=None)
         aupr = binary_average_precision(preds, target, thresholds=None)
         return float(auroc), float(aupr)

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from hybridmf import losses
+from hybridmf.distributed import merge_evaluator_across_processes
 from hybridmf.evaluation.metrics import RankingEvaluator
 from hybridmf.model.heads import make_head
 from hybridmf.model.towers import Tower
@@ -80,6 +81,9 @@ class HybridMF(pl.LightningModule):
         eval_k: Cut-off of the ranking metrics (NDCG@k, hit rate@k, ...).
         featurizer: Plain settings that turn raw entity data into feature vectors (for
             example the fingerprint radius and size); stored for prediction time.
+        eval_pooled_sample: Estimate the pooled validation AUROC and AUPR on a sample of
+            at most this many candidate pairs, which bounds the evaluator's memory; None
+            keeps every candidate (exact). See ``RankingEvaluator``.
 
     Example:
         >>> model = HybridMF(n_rows=3, n_cols=4, k=2)
@@ -116,6 +120,7 @@ class HybridMF(pl.LightningModule):
         weight_decay: float = 0.0,
         eval_k: int = 10,
         featurizer: dict[str, Any] | None = None,
+        eval_pooled_sample: int | None = None,
     ) -> None:
         super().__init__()
         if loss not in LOSS_NAMES:
@@ -141,7 +146,9 @@ class HybridMF(pl.LightningModule):
         if bias:
             nn.init.zeros_(self.row_bias.weight)
             nn.init.zeros_(self.col_bias.weight)
-        self.evaluator = RankingEvaluator(k=eval_k, threshold=0.0)
+        self.evaluator = RankingEvaluator(k=eval_k, threshold=0.0, pooled_sample=eval_pooled_sample)
+        # Per stage: the sum of batch losses weighted by batch size, and the examples seen.
+        self._loss_totals: dict[str, tuple[Tensor | float, int]] = {}
         self.entities: dict[str, Any] = {}
 
     # ----------------------------------------------------------------------------------
@@ -233,6 +240,8 @@ class HybridMF(pl.LightningModule):
     # Training.
 
     def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        if "labels" in batch:
+            return self._grid_step(batch, stage)
         rows = batch["row"]
         if "neg" in batch:
             positive = self(rows, batch["pos"])  # (B,)
@@ -248,7 +257,28 @@ class HybridMF(pl.LightningModule):
             penalty_cols = batch["col"]
         if self.hparams.l2 > 0:
             loss = loss + self.hparams.l2 * self._penalty(rows, penalty_cols)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(rows))
+        self._record_loss(stage, loss, len(rows))
+        return loss
+
+    def _grid_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        """Compute the BCE loss of a ``GridBatch``: rows ``(R,)`` against all columns, labels ``(R, C)``.
+
+        The loss and the penalty equal those of the same pairs listed one by one, computed
+        from one ``(R, C)`` score matrix. ID dropout draws a mask per pair, so with
+        ``id_dropout > 0`` the pairs are listed and scored one by one instead.
+        """
+        rows, labels = batch["rows"], batch["labels"]  # (R,), (R, C)
+        n_rows, n_cols = labels.shape
+        cols = torch.arange(n_cols, device=rows.device)  # (C,)
+        if self.training and self.hparams.id_dropout > 0:
+            pairs = {"row": rows.repeat_interleave(n_cols), "col": cols.repeat(n_rows), "label": labels.reshape(-1)}
+            return self._shared_step(pairs, stage)  # (R * C,) pairs in row-major order
+        logits = self.score_rows(rows)  # (R, C)
+        loss = losses.weighted_bce_loss(logits.reshape(-1), labels.reshape(-1), self.hparams.pos_weight)
+        if self.hparams.l2 > 0:
+            # Every row meets every column once, so the per-pair mean is the per-entity mean.
+            loss = loss + self.hparams.l2 * self._penalty(rows, cols)
+        self._record_loss(stage, loss, labels.numel())
         return loss
 
     def _penalty(self, rows: Tensor, cols: Tensor) -> Tensor:
@@ -258,6 +288,28 @@ class HybridMF(pl.LightningModule):
             penalty = penalty + self.row_bias(rows).pow(2).mean() + self.col_bias(cols).pow(2).mean()
         return penalty
 
+    def _record_loss(self, stage: str, loss: Tensor, batch_size: int) -> None:
+        """Add a batch's loss to the epoch mean that is logged as ``{stage}/loss`` at the epoch's end.
+
+        ``self.log`` in every step costs Lightning more time than a small training step
+        (Lightning 2.6, CPU). So the epoch mean is kept here, without a device
+        synchronization, and logged once per epoch. Batches are weighted by their size,
+        as ``self.log(..., on_epoch=True, batch_size=...)`` weights them.
+        """
+        total, examples = self._loss_totals.get(stage, (0.0, 0))
+        self._loss_totals[stage] = (total + loss.detach() * batch_size, examples + batch_size)
+
+    def _log_epoch_loss(self, stage: str) -> None:
+        total, examples = self._loss_totals.pop(stage, (0.0, 0))
+        if examples > 0:
+            self.log(f"{stage}/loss", total / examples, prog_bar=True)
+
+    def on_train_epoch_start(self) -> None:
+        self._loss_totals.pop("train", None)
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch_loss("train")
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         return self._shared_step(batch, "train")
 
@@ -266,9 +318,14 @@ class HybridMF(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         scores = self.score_rows(batch["rows"])  # (n, C)
-        self.evaluator.update(scores.float().cpu(), batch["candidates"].cpu(), batch["positives"].cpu())
+        self.evaluator.update(
+            scores.float().cpu(), batch["candidates"].cpu(), batch["positives"].cpu(), rows=batch["rows"].cpu()
+        )
 
     def on_validation_epoch_end(self) -> None:
+        # In a distributed run each process evaluated its share of the rows. After the merge,
+        # every process has the metrics of all rows and logs the same values.
+        merge_evaluator_across_processes(self.evaluator, self.trainer.strategy)
         metrics = {f"val/{name}": float(value) for name, value in self.evaluator.compute().items()}
         self.log("val/auroc", metrics.pop("val/auroc"), prog_bar=True)
         self.log_dict(metrics)
