@@ -62,11 +62,11 @@ How to read the tables. Each fold's model and baselines are fitted on that fold'
 training pairs only and scored on the same candidates: every pair that is not a training
 positive (`warm`), or every pair of the held-out drugs (`cold-drug`). Cells are the mean
 ± sample standard deviation over the folds. `auroc` and `aupr` pool all candidate pairs
-of a fold, so they also measure whether scores are comparable across drugs; `row_auroc`,
+of a fold, so they also measure whether scores are comparable across drugs. `row_auroc`,
 `row_aupr`, `ndcg@10`, `precision@10` and `mrr` average each drug's own ranking of ADRs
-and do not depend on that. The kNN and EASE baselines sum similarities or weights
-without normalizing per drug, which ranks each drug's ADRs well but gives them a low
-pooled `aupr`.
+and do not depend on that. The kNN and EASE baselines score a pair by a sum over the
+drug's neighbours or training ADRs that is not normalized per drug, so compare them with
+the model on the per-drug metrics first.
 
 With `--features none`, a held-out drug of `cold-drug` has neither a trained embedding
 nor features, so the model gives all its pairs the same score: its AUROC is 0.5 by

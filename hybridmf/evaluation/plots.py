@@ -144,7 +144,10 @@ def plot_roc_pr(
         fpr, tpr = _thin(curve["fpr"], curve["tpr"])
         recall, precision = _thin(curve["recall"], curve["precision"])
         roc_axes.plot(fpr, tpr, label=label, **style)
-        pr_axes.plot(recall, precision, label=label, **style)
+        # Average precision is a step function: precision[i] holds for recall down to
+        # recall[i + 1]. A straight line would draw a constant scorer's two points as a
+        # diagonal from precision 1 down to the base rate.
+        pr_axes.plot(recall, precision, label=label, drawstyle="steps-post", **style)
     roc_axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
     roc_axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (pooled)",
                  xlim=(0, 1), ylim=(0, 1.01))
