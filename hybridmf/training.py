@@ -21,9 +21,10 @@ from pytorch_lightning.loggers import CSVLogger
 
 from hybridmf.config import FitConfig
 from hybridmf.data.datamodule import InteractionDataModule, RowChunks
+from hybridmf.data.features import FeatureMatrix, assemble_features, load_mef_features, make_featurizer
 from hybridmf.data.interactions import InteractionData
 from hybridmf.data.io import write_atomic
-from hybridmf.data.mef import load_mef
+from hybridmf.data.mef import MEFSource, load_mef
 from hybridmf.data.sampling import PositiveSet
 from hybridmf.data.splits import Split, make_split
 from hybridmf.evaluation.baselines import Popularity
@@ -36,13 +37,93 @@ logger = logging.getLogger(__name__)
 REPORTED_METRICS = ("auroc", "aupr", "accuracy", "ndcg@{k}", "hr@{k}", "precision@{k}", "recall@{k}", "mrr")
 
 
+# Recorded in metrics.json when held-out drugs can be ranked only by ADR popularity.
+COLD_WITHOUT_ROW_FEATURES = (
+    "cold split without drug features: the held-out drugs have no trained embedding and no "
+    "features, so the model can at best rank ADRs by popularity (with --bias). Use --features "
+    "fingerprints, drug or all to score new drugs"
+)
+
+
 def load_data(config: FitConfig) -> InteractionData:
-    """Load the data set named by the configuration."""
-    return load_mef(config.data_dir)
+    """Load the data set named by the configuration, with the side features it selects."""
+    data = load_mef(config.data_dir)
+    add_mef_features(config, data)
+    return data
+
+
+def add_mef_features(config: FitConfig, data: InteractionData) -> None:
+    """Load the MEF feature sources selected by ``config`` into ``data``.
+
+    Drug tables go to ``data.row_features`` and ADR tables to ``data.col_features``, each
+    under its source name and indexed by entity id, in the order of
+    ``config.feature_sources()``.
+
+    Raises:
+        ValueError: When a label-leaking source is selected without ``allow_label_leak``.
+        DataFormatError: When a MEF feature file is malformed.
+        DataNotFoundError: When a MEF feature file is missing.
+    """
+    drug_sources, adr_sources = config.feature_sources()
+    if not drug_sources and not adr_sources:
+        return
+    source = MEFSource(config.data_dir)
+    for side, names, tables in (("drug", drug_sources, data.row_features), ("adr", adr_sources, data.col_features)):
+        if names:
+            tables.update(
+                load_mef_features(
+                    source,
+                    side,
+                    names,
+                    fingerprint_radius=config.fingerprint_radius,
+                    fingerprint_bits=config.fingerprint_bits,
+                    allow_label_leak=config.allow_label_leak,
+                )
+            )
+
+
+def build_features(config: FitConfig, data: InteractionData, split: Split) -> tuple[FeatureMatrix, FeatureMatrix]:
+    """Turn the feature tables of ``data`` into one row and one column matrix.
+
+    The tables are concatenated in the order of ``data.row_features`` and
+    ``data.col_features``. Dense sources are standardized with the statistics of the
+    training rows only: the held-out drugs of a cold split are left out of the fit.
+
+    Returns:
+        The row features ``(n_rows, d_row)`` and the column features ``(n_cols, d_col)``;
+        a side without tables has ``d = 0``.
+
+    Raises:
+        DataFormatError: When a table cannot be aligned with the entity ids.
+    """
+    rows = assemble_features(
+        data.row_features, data.row_ids, fit_rows=split.train_rows(data.n_rows), missing=config.missing_features
+    )
+    cols = assemble_features(data.col_features, data.col_ids, missing=config.missing_features)
+    for side, matrix in (("row", rows), ("column", cols)):
+        if matrix.dim > 0:
+            logger.info(
+                "%s features: %d columns from %s",
+                side,
+                matrix.dim,
+                ", ".join(f"{entry['source']} ({entry['width']})" for entry in matrix.layout),
+            )
+    return rows, cols
 
 
 def build_model(config: FitConfig, data: InteractionData, split: Split) -> HybridMF:
-    """Build a model for ``data`` and mark the entities that have training pairs."""
+    """Build a model for ``data`` with its feature matrices and mark the entities that have training pairs.
+
+    Raises:
+        ValueError: When a side has neither ID embeddings nor features.
+    """
+    row_features, col_features = build_features(config, data, split)
+    for option, use_ids, matrix in (("--no-row-ids", config.row_ids, row_features), ("--no-col-ids", config.col_ids, col_features)):
+        if not use_ids and matrix.dim == 0:
+            raise ValueError(
+                f"{option} needs features on that side, but none were selected. Pass --features "
+                f"(or --drug-sources / --adr-sources) with sources for that side, or drop {option}"
+            )
     model = HybridMF(
         n_rows=data.n_rows,
         n_cols=data.n_cols,
@@ -57,6 +138,8 @@ def build_model(config: FitConfig, data: InteractionData, split: Split) -> Hybri
         encoder_activation=config.encoder_activation,
         encoder_dropout=config.encoder_dropout,
         encoder_norm=config.encoder_norm,
+        row_feature_dim=row_features.dim,
+        col_feature_dim=col_features.dim,
         combine=config.combine,
         id_dropout=config.id_dropout,
         bias=config.bias,
@@ -68,6 +151,11 @@ def build_model(config: FitConfig, data: InteractionData, split: Split) -> Hybri
         lr=config.lr,
         weight_decay=config.weight_decay,
         eval_k=config.eval_k,
+        featurizer=make_featurizer(row_features, col_features, config.fingerprint_radius, config.fingerprint_bits),
+    )
+    model.set_features(
+        row_features=torch.from_numpy(row_features.values) if row_features.dim > 0 else None,
+        col_features=torch.from_numpy(col_features.values) if col_features.dim > 0 else None,
     )
     train_rows = torch.as_tensor(np.unique(split.train_pairs[:, 0]))
     train_cols = torch.as_tensor(np.unique(split.train_pairs[:, 1]))
@@ -96,7 +184,6 @@ def check_supported(config: FitConfig) -> None:
         ValueError: Naming the option, the value and what works today.
     """
     unsupported = {
-        "features": (config.features != "none", "only 'none' is built so far"),
         "loss": (config.loss != "bce", "only 'bce' is built so far"),
         "negatives": (config.negatives != "full", "only 'full' is built so far"),
         "interactions": (config.interactions is not None, "reading your own files is not built yet; use --dataset mef"),
@@ -181,14 +268,12 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
     monitor = split.has_validation
     if not monitor:
         logger.info("val_fraction is 0: training on all %d pairs and keeping the last epoch", data.n_pairs)
-    if config.split == "cold" and config.features == "none":
-        logger.warning(
-            "a cold split with --features none: held-out drugs have no trained embedding and no "
-            "features, so the model can at best rank ADRs by popularity (with --bias); use "
-            "--features fingerprints or drug to score new drugs"
-        )
     datamodule = InteractionDataModule(data, split, batch_size=config.batch_size, seed=config.seed, negatives=config.negatives)
     model = build_model(config, data, split)
+    featurizer = model.hparams.featurizer
+    cold_without_features = monitor and config.split == "cold" and model.hparams.row_feature_dim == 0
+    if cold_without_features:
+        logger.warning(COLD_WITHOUT_ROW_FEATURES)
     trainer, checkpoint = build_trainer(config, out_dir, monitor)
     (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     trainer.fit(model, datamodule=datamodule)
@@ -232,10 +317,16 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
         seed=config.seed,
         split=config.split,
         features=config.features,
+        row_features=[entry["source"] for entry in featurizer["row"]],
+        col_features=[entry["source"] for entry in featurizer["col"]],
+        row_feature_dim=int(model.hparams.row_feature_dim),
+        col_feature_dim=int(model.hparams.col_feature_dim),
         loss=config.loss,
         last_checkpoint=str(Path(checkpoint.last_model_path).resolve()),
         wall_seconds=round(time.time() - started, 2),
     )
+    if cold_without_features:
+        result["note"] = COLD_WITHOUT_ROW_FEATURES
     write_atomic(out_dir / "metrics.json", lambda path: path.write_text(json.dumps(result, indent=2) + "\n"))
     logger.info("wrote %s", out_dir / "metrics.json")
     return result
