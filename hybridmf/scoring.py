@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from hybridmf.data.fingerprints import featurize_smiles
+from hybridmf.data.features import featurize_new_rows
 from hybridmf.data.io import read_fixed_columns
 from hybridmf.data.sampling import PositiveSet
 from hybridmf.model.module import CHECKPOINT_KEY, HybridMF
@@ -175,19 +176,7 @@ def featurize_molecules(smiles: Sequence[str], featurizer: dict[str, Any]) -> np
         >>> featurize_molecules(["C", "CC"], settings).shape
         (2, 9)
     """
-    # NOTE: a stand-in with the contract of hybridmf.data.features.featurize_new_rows,
-    # which replaces this body once it exists, so that training and prediction share one
-    # featurizer (feature scaling included).
-    blocks = featurizer["row"]
-    width = max((block["offset"] + block["width"] for block in blocks), default=0)
-    features = np.zeros((len(smiles), width), dtype=np.float32)  # (N, d)
-    for block in blocks:
-        if block["source"] != "fingerprint":
-            continue
-        start, n_bits = block["offset"], featurizer["fingerprint_bits"]
-        for position, text in enumerate(smiles):
-            features[position, start : start + n_bits] = featurize_smiles(text, featurizer["fingerprint_radius"], n_bits)
-    return features
+    return featurize_new_rows(list(smiles), featurizer)
 
 
 class Ranker:
