@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from hybridmf.data.features import LABEL_LEAK_SOURCES, expand_feature_names
+
 
 def _option(default: Any, help: str, choices: tuple | None = None, **extra: Any) -> Any:
     metadata = {"help": help, "choices": choices, **extra}
@@ -27,7 +29,16 @@ def _option(default: Any, help: str, choices: tuple | None = None, **extra: Any)
     return field(default=default, metadata=metadata)
 
 
-FEATURE_PRESETS = ("none", "fingerprints", "drug", "adr", "all")
+# The MEF drug and ADR feature sources of each --features value, as names of
+# hybridmf.data.features.FEATURE_PRESETS.
+FEATURE_PRESET_SOURCES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "none": ((), ()),
+    "fingerprints": (("fingerprints",), ()),
+    "drug": (("drug",), ()),
+    "adr": ((), ("adr",)),
+    "all": (("drug",), ("adr",)),
+}
+FEATURE_PRESETS = tuple(FEATURE_PRESET_SOURCES)
 
 
 @dataclass
@@ -83,7 +94,9 @@ class FitConfig:
     encoder_dropout: float = _option(0.0, "dropout of the encoders")
     encoder_norm: str | None = _option(None, "normalization in the encoders: batch or layer", choices=(None, "batch", "layer"))
     combine: str = _option("sum", "how ID embedding and encoded features combine", choices=("sum", "concat"))
-    id_dropout: float = _option(0.0, "probability of dropping an example's ID embeddings in training")
+    id_dropout: float = _option(
+        0.0, "probability of dropping an example's ID embeddings in training, on the sides that have features"
+    )
     bias: bool = _option(False, "learn a bias per drug and per ADR (a popularity prior)")
     # Loss and sampling.
     loss: str = _option("bce", "training loss: weighted BCE, or a triplet loss", choices=("bce", "triplet"))
@@ -152,6 +165,41 @@ class FitConfig:
                 raise ValueError(
                     f"invalid value {value!r} for {item.name}; valid values: {', '.join(map(str, choices))}"
                 )
+        drug_sources, adr_sources = self.feature_sources()
+        leaking = [name for name in adr_sources if name in LABEL_LEAK_SOURCES]
+        if leaking and not self.allow_label_leak:
+            raise ValueError(
+                f"the ADR feature source {leaking[0]!r} is computed from the drug-ADR associations, "
+                f"so it contains the labels of the held-out pairs and inflates every validation "
+                f"figure. Remove it from adr_sources, or pass --allow-label-leak (YAML: "
+                f"allow_label_leak: true) for a run that is not evaluated on those pairs"
+            )
+
+    def feature_sources(self) -> tuple[list[str], list[str]]:
+        """Return the MEF drug and ADR feature sources selected by the options, presets expanded.
+
+        ``drug_sources`` and ``adr_sources``, when given, replace the drug or ADR part of
+        the ``features`` preset.
+
+        Raises:
+            ValueError: When a source name is unknown or belongs to the other side.
+
+        Example:
+            >>> FitConfig(features="all", drug_sources=("fingerprint", "atc")).feature_sources()[0]
+            ['fingerprint', 'atc']
+        """
+        preset_drug, preset_adr = FEATURE_PRESET_SOURCES[self.features]
+        selected = (
+            ("drug_sources", "drug", self.drug_sources or preset_drug),
+            ("adr_sources", "adr", self.adr_sources or preset_adr),
+        )
+        expanded = []
+        for option, side, names in selected:
+            try:
+                expanded.append(expand_feature_names(list(names), side))
+            except ValueError as error:
+                raise ValueError(f"invalid {option} {list(names)}: {error}") from None
+        return expanded[0], expanded[1]
 
     def to_dict(self) -> dict[str, Any]:
         """Return the options as plain values (tuples as lists), ready for YAML or JSON."""

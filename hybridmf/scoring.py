@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from hybridmf.data.features import featurize_new_rows
 from hybridmf.data.fingerprints import featurize_smiles
 from hybridmf.data.io import read_fixed_columns
 from hybridmf.data.sampling import PositiveSet
@@ -148,46 +149,6 @@ def _read_checkpoint(path: Path) -> dict:
             f"dict; use a checkpoint written by scripts/fit.py"
         )
     return checkpoint
-
-
-def featurize_molecules(smiles: Sequence[str], featurizer: dict[str, Any]) -> np.ndarray:
-    """Build the row feature vectors of new molecules from their SMILES.
-
-    The layout follows ``featurizer["row"]``: a list of blocks ``{"source", "width",
-    "offset"}``. The ``fingerprint`` block holds the Morgan bits
-    (``featurizer["fingerprint_radius"]``, ``featurizer["fingerprint_bits"]``) followed by
-    the missing indicator, which is 0 because every SMILES must parse. Every other source
-    needs data that a new molecule does not have, so its block is zero.
-
-    Args:
-        smiles: One SMILES per molecule.
-        featurizer: The model's ``hparams.featurizer``.
-
-    Returns:
-        ``(N, d)`` float32 features, with ``d`` the end of the last block.
-
-    Raises:
-        ValueError: When a SMILES cannot be parsed; the message names it and RDKit's reason.
-
-    Example:
-        >>> settings = {"row": [{"source": "fingerprint", "width": 9, "offset": 0}],
-        ...             "col": [], "fingerprint_radius": 2, "fingerprint_bits": 8}
-        >>> featurize_molecules(["C", "CC"], settings).shape
-        (2, 9)
-    """
-    # NOTE: a stand-in with the contract of hybridmf.data.features.featurize_new_rows,
-    # which replaces this body once it exists, so that training and prediction share one
-    # featurizer (feature scaling included).
-    blocks = featurizer["row"]
-    width = max((block["offset"] + block["width"] for block in blocks), default=0)
-    features = np.zeros((len(smiles), width), dtype=np.float32)  # (N, d)
-    for block in blocks:
-        if block["source"] != "fingerprint":
-            continue
-        start, n_bits = block["offset"], featurizer["fingerprint_bits"]
-        for position, text in enumerate(smiles):
-            features[position, start : start + n_bits] = featurize_smiles(text, featurizer["fingerprint_radius"], n_bits)
-    return features
 
 
 class Ranker:
@@ -440,7 +401,7 @@ class Ranker:
         if not smiles:
             raise ValueError("smiles is empty; give at least one SMILES")
         check_smiles(smiles)
-        features = featurize_molecules(smiles, featurizer)  # (N, d)
+        features = featurize_new_rows(smiles, featurizer)  # (N, d)
         expected = self.model.row_tower.feature_dim
         if features.shape[1] != expected:
             raise ValueError(

@@ -23,10 +23,11 @@ from pytorch_lightning.loggers import CSVLogger
 
 from hybridmf.config import FitConfig
 from hybridmf.data.datamodule import InteractionDataModule, RowChunks
+from hybridmf.data.features import FeatureMatrix, assemble_features, load_mef_features, make_featurizer
 from hybridmf.data.files import load_interaction_files
 from hybridmf.data.interactions import InteractionData
 from hybridmf.data.io import write_atomic
-from hybridmf.data.mef import load_mef
+from hybridmf.data.mef import MEFSource, load_mef
 from hybridmf.data.sampling import PositiveSet
 from hybridmf.data.splits import Split, make_split
 from hybridmf.evaluation.baselines import Popularity
@@ -40,6 +41,14 @@ logger = logging.getLogger(__name__)
 REPORTED_METRICS = ("auroc", "aupr", "accuracy", "ndcg@{k}", "hr@{k}", "precision@{k}", "recall@{k}", "mrr")
 
 
+# Recorded in metrics.json when held-out drugs can be ranked only by ADR popularity.
+COLD_WITHOUT_ROW_FEATURES = (
+    "cold split without drug features: the held-out drugs have no trained embedding and no "
+    "features, so the model can at best rank ADRs by popularity (with --bias). Use --features "
+    "fingerprints, drug or all to score new drugs"
+)
+
+
 # Options that apply only together with --interactions.
 OWN_DATA_OPTIONS = ("rows", "cols", "weight_column", "row_feature_files", "col_feature_files")
 
@@ -47,8 +56,13 @@ OWN_DATA_OPTIONS = ("rows", "cols", "weight_column", "row_feature_files", "col_f
 def load_data(config: FitConfig) -> InteractionData:
     """Load your own files when ``config.interactions`` is set, else the data set ``config.dataset``.
 
+    The MEF data set comes with the feature sources that ``config.feature_sources()``
+    selects; your own files come with the tables of ``row_feature_files`` and
+    ``col_feature_files``.
+
     Raises:
-        ValueError: When an option of your own files is set without ``interactions``.
+        ValueError: When an option of your own files is set without ``interactions``, or
+            MEF feature sources are selected together with ``interactions``.
     """
     if config.interactions is None:
         options_set = [name for name in OWN_DATA_OPTIONS if getattr(config, name) not in (None, (), [])]
@@ -58,8 +72,17 @@ def load_data(config: FitConfig) -> InteractionData:
                 f"{flags} need(s) --interactions FILE; without it the data set "
                 f"--dataset {config.dataset} is loaded, which has its own files"
             )
-        return load_mef(config.data_dir)
+        data = load_mef(config.data_dir)
+        add_mef_features(config, data)
+        return data
 
+    drug_sources, adr_sources = config.feature_sources()
+    if drug_sources or adr_sources:
+        raise ValueError(
+            f"the MEF feature sources {drug_sources + adr_sources} (from --features, --drug-sources "
+            f"or --adr-sources) need the MEF files, which --interactions data does not have. Give "
+            f"your own feature tables with --row-feature-files / --col-feature-files instead"
+        )
     if config.weight_column is not None:
         logger.warning(
             "the weights of the column %r are stored with the data but not used in training "
@@ -80,8 +103,79 @@ def load_data(config: FitConfig) -> InteractionData:
     )
 
 
+def add_mef_features(config: FitConfig, data: InteractionData) -> None:
+    """Load the MEF feature sources selected by ``config`` into ``data``.
+
+    Drug tables go to ``data.row_features`` and ADR tables to ``data.col_features``, each
+    under its source name and indexed by entity id, in the order of
+    ``config.feature_sources()``.
+
+    Raises:
+        ValueError: When a label-leaking source is selected without ``allow_label_leak``.
+        DataFormatError: When a MEF feature file is malformed.
+        DataNotFoundError: When a MEF feature file is missing.
+    """
+    drug_sources, adr_sources = config.feature_sources()
+    if not drug_sources and not adr_sources:
+        return
+    source = MEFSource(config.data_dir)
+    for side, names, tables in (("drug", drug_sources, data.row_features), ("adr", adr_sources, data.col_features)):
+        if names:
+            tables.update(
+                load_mef_features(
+                    source,
+                    side,
+                    names,
+                    fingerprint_radius=config.fingerprint_radius,
+                    fingerprint_bits=config.fingerprint_bits,
+                    allow_label_leak=config.allow_label_leak,
+                )
+            )
+
+
+def build_features(config: FitConfig, data: InteractionData, split: Split) -> tuple[FeatureMatrix, FeatureMatrix]:
+    """Turn the feature tables of ``data`` into one row and one column matrix.
+
+    The tables are concatenated in the order of ``data.row_features`` and
+    ``data.col_features``. Dense sources are standardized with the statistics of the
+    training rows only: the held-out drugs of a cold split are left out of the fit.
+
+    Returns:
+        The row features ``(n_rows, d_row)`` and the column features ``(n_cols, d_col)``;
+        a side without tables has ``d = 0``.
+
+    Raises:
+        DataFormatError: When a table cannot be aligned with the entity ids.
+    """
+    rows = assemble_features(
+        data.row_features, data.row_ids, fit_rows=split.train_rows(data.n_rows), missing=config.missing_features
+    )
+    cols = assemble_features(data.col_features, data.col_ids, missing=config.missing_features)
+    for side, matrix in (("row", rows), ("column", cols)):
+        if matrix.dim > 0:
+            logger.info(
+                "%s features: %d columns from %s",
+                side,
+                matrix.dim,
+                ", ".join(f"{entry['source']} ({entry['width']})" for entry in matrix.layout),
+            )
+    return rows, cols
+
+
 def build_model(config: FitConfig, data: InteractionData, split: Split) -> HybridMF:
-    """Build a model for ``data`` and mark the entities that have training pairs."""
+    """Build a model for ``data`` with its feature matrices and mark the entities that have training pairs.
+
+    Raises:
+        ValueError: When a side has neither ID embeddings nor features.
+    """
+    row_features, col_features = build_features(config, data, split)
+    sides = (("--no-row-ids", config.row_ids, row_features), ("--no-col-ids", config.col_ids, col_features))
+    for option, use_ids, matrix in sides:
+        if not use_ids and matrix.dim == 0:
+            raise ValueError(
+                f"{option} needs features on that side, but none were selected. Pass --features "
+                f"(or --drug-sources / --adr-sources) with sources for that side, or drop {option}"
+            )
     model = HybridMF(
         n_rows=data.n_rows,
         n_cols=data.n_cols,
@@ -96,6 +190,8 @@ def build_model(config: FitConfig, data: InteractionData, split: Split) -> Hybri
         encoder_activation=config.encoder_activation,
         encoder_dropout=config.encoder_dropout,
         encoder_norm=config.encoder_norm,
+        row_feature_dim=row_features.dim,
+        col_feature_dim=col_features.dim,
         combine=config.combine,
         id_dropout=config.id_dropout,
         bias=config.bias,
@@ -108,6 +204,11 @@ def build_model(config: FitConfig, data: InteractionData, split: Split) -> Hybri
         weight_decay=config.weight_decay,
         eval_k=config.eval_k,
         eval_pooled_sample=config.eval_pooled_sample,
+        featurizer=make_featurizer(row_features, col_features, config.fingerprint_radius, config.fingerprint_bits),
+    )
+    model.set_features(
+        row_features=torch.from_numpy(row_features.values) if row_features.dim > 0 else None,
+        col_features=torch.from_numpy(col_features.values) if col_features.dim > 0 else None,
     )
     model.set_trained_entities(*trained_entities(config, data, split))
     model.set_entities(
@@ -169,20 +270,6 @@ def trained_entities(config: FitConfig, data: InteractionData, split: Split) -> 
 def model_loss(config: FitConfig) -> str:
     """Return the model's loss name: ``"bce"``, or the triplet loss ``"bpr"`` / ``"margin"``."""
     return config.triplet if config.loss == "triplet" else "bce"
-
-
-def check_supported(config: FitConfig) -> None:
-    """Reject options whose value is accepted by the parser but not built yet.
-
-    Raises:
-        ValueError: Naming the option, the value and what works today.
-    """
-    unsupported = {
-        "features": (config.features != "none", "only 'none' is built so far"),
-    }
-    for option, (rejected, reason) in unsupported.items():
-        if rejected:
-            raise ValueError(f"--{option.replace('_', '-')} {getattr(config, option)!r} is not supported: {reason}")
 
 
 def build_trainer(config: FitConfig, out_dir: Path, monitor: bool) -> tuple[pl.Trainer, ModelCheckpoint]:
@@ -390,7 +477,6 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
     on held-out data, and the last epoch is kept: this is the model to rank unknown pairs
     with once the settings were chosen by validation or cross-validation.
     """
-    check_supported(config)
     started = time.time()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -406,12 +492,9 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
     monitor = split.has_validation
     if not monitor:
         logger.info("val_fraction is 0: training on all %d pairs and keeping the last epoch", data.n_pairs)
-    if config.split == "cold" and config.features == "none":
-        logger.warning(
-            "a cold split with --features none: held-out drugs have no trained embedding and no "
-            "features, so the model can at best rank ADRs by popularity (with --bias); use "
-            "--features fingerprints or drug to score new drugs"
-        )
+    cold_without_features = monitor and config.split == "cold" and not data.row_features
+    if cold_without_features:
+        logger.warning(COLD_WITHOUT_ROW_FEATURES)
     (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     run = train_split(config, data, split, out_dir)
     datamodule = run.datamodule
@@ -454,12 +537,18 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
         seed=config.seed,
         split=config.split,
         features=config.features,
+        row_features=[entry["source"] for entry in run.model.hparams.featurizer["row"]],
+        col_features=[entry["source"] for entry in run.model.hparams.featurizer["col"]],
+        row_feature_dim=int(run.model.hparams.row_feature_dim),
+        col_feature_dim=int(run.model.hparams.col_feature_dim),
         loss=config.loss,
         model_loss=model_loss(config),
         training_examples=datamodule.mode,
         last_checkpoint=run.last_checkpoint,
         wall_seconds=round(time.time() - started, 2),
     )
+    if cold_without_features:
+        result["note"] = COLD_WITHOUT_ROW_FEATURES
     write_atomic(out_dir / "metrics.json", lambda path: path.write_text(json.dumps(result, indent=2) + "\n"))
     logger.info("wrote %s", out_dir / "metrics.json")
     return result

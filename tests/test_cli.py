@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
+from hybridmf import HybridMF
 from hybridmf.config import FitConfig, load_yaml, parse_config
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -88,3 +90,42 @@ def test_fit_without_validation_keeps_last_epoch(tiny_mef_dir: Path, tmp_path: P
     assert metrics["evaluated_on"].startswith("training pairs only")
     assert "train_auroc" in metrics
     assert "auroc" not in metrics
+
+
+def test_label_leak_source_rejected_on_command_line(capsys):
+    with pytest.raises(SystemExit):
+        parse_config(["--adr-sources", "sim_coexist"])
+    error = capsys.readouterr().err
+    assert "'sim_coexist' is computed from the drug-ADR associations" in error
+    assert "pass --allow-label-leak (YAML: allow_label_leak: true)" in error
+
+
+def test_fit_cold_fingerprints_reloads(tiny_mef_dir: Path, tmp_path: Path):
+    out = tmp_path / "cold"
+    metrics = _load_script("fit").main(
+        ["--features", "fingerprints", "--fingerprint-bits", "64", "--split", "cold", "--val-fraction", "0.2",
+         "--data-dir", str(tiny_mef_dir), "--max-epochs", "2", "--batch-size", "32", "--out", str(out), "--no-progress"]
+    )
+    checkpoint = torch.load(metrics["checkpoint"], map_location="cpu", weights_only=True)
+    model = HybridMF.load_from_checkpoint(metrics["checkpoint"], map_location="cpu").eval()
+    direct = HybridMF(**checkpoint["hyper_parameters"])
+    direct.load_state_dict(checkpoint["state_dict"])
+    rows = torch.arange(12)
+
+    assert (metrics["row_features"], metrics["row_feature_dim"], metrics["col_feature_dim"]) == (["fingerprint"], 65, 0)
+    assert "note" not in metrics
+    assert checkpoint["hyper_parameters"]["featurizer"]["row"] == [{"source": "fingerprint", "width": 65, "offset": 0}]
+    assert torch.equal(model.score_rows(rows), direct.eval().score_rows(rows))
+    assert not model.row_tower.trained.all()
+
+
+def test_fit_cold_without_features_records_note(tiny_mef_dir: Path, tmp_path: Path):
+    out = tmp_path / "cold-ids"
+    _load_script("fit").main(
+        ["--features", "none", "--split", "cold", "--val-fraction", "0.2", "--data-dir", str(tiny_mef_dir),
+         "--max-epochs", "1", "--batch-size", "64", "--out", str(out), "--no-progress"]
+    )
+    written = json.loads((out / "metrics.json").read_text())
+
+    assert written["note"].startswith("cold split without drug features")
+    assert "popularity" in written["note"]

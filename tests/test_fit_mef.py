@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from hybridmf import HybridMF
 from hybridmf.config import FitConfig, load_yaml
+from hybridmf.data.features import featurize_new_rows
 from hybridmf.data.mef import load_mef, verify
-from hybridmf.training import run_fit
+from hybridmf.data.splits import make_split
+from hybridmf.training import build_model, load_data, run_fit
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -79,3 +82,56 @@ def test_short_triplet_run_beats_popularity(mef_dir: Path, tmp_path: Path):
     assert metrics["training_examples"] == "triplet"
     assert metrics["auroc"] > metrics["popularity_auroc"]
     assert metrics["ndcg@10"] > metrics["popularity_ndcg@10"]
+
+
+@pytest.mark.slow
+def test_cold_fingerprint_model_beats_popularity(mef_dir: Path, tmp_path: Path):
+    """Held-out drugs ranked from their fingerprints beat ranking ADRs by popularity.
+
+    The large batch and learning rate keep the run short; the shipped config
+    configs/cold-drug-fingerprints.yaml trains longer with the defaults.
+    """
+    config = FitConfig(
+        data_dir=str(mef_dir), features="fingerprints", split="cold", bias=True, optimizer="adam",
+        weight_decay=1e-3, id_dropout=0.5, batch_size=16000, lr=0.02, max_epochs=5, out=str(tmp_path),
+        progress=False, seed=0,
+    )
+    metrics = run_fit(config)
+
+    assert metrics["row_features"] == ["fingerprint"]
+    assert "note" not in metrics
+    assert metrics["auroc"] > metrics["popularity_auroc"]
+    assert metrics["aupr"] > metrics["popularity_aupr"]
+
+
+@pytest.mark.slow
+def test_all_features_mlp_reloads(mef_dir: Path, tmp_path: Path):
+    config = FitConfig(
+        data_dir=str(mef_dir), features="all", head="mlp", id_dropout=0.5, batch_size=50000, max_epochs=1,
+        out=str(tmp_path), progress=False, seed=0,
+    )
+    metrics = run_fit(config)
+    checkpoint = torch.load(metrics["checkpoint"], map_location="cpu", weights_only=True)
+    model = HybridMF.load_from_checkpoint(metrics["checkpoint"], map_location="cpu").eval()
+    direct = HybridMF(**checkpoint["hyper_parameters"])
+    direct.load_state_dict(checkpoint["state_dict"])
+    featurizer = checkpoint["hyper_parameters"]["featurizer"]
+    rows = torch.arange(746)
+
+    assert [entry["source"] for entry in featurizer["row"]] == ["fingerprint", "atc", "target", "pathway", "disease"]
+    assert [entry["source"] for entry in featurizer["col"]][0] == "adr_protein"
+    assert (metrics["row_feature_dim"], metrics["col_feature_dim"]) == (7587, 3412)
+    assert model.row_tower.features.shape == (746, 7587)
+    assert model.col_tower.features.shape == (817, 3412)
+    assert torch.equal(model.score_rows(rows), direct.eval().score_rows(rows))
+    assert torch.isfinite(model.score_rows(rows)).all()
+
+
+def test_new_molecule_features_match_training_drug(mef_dir: Path):
+    data = load_data(FitConfig(data_dir=str(mef_dir), features="fingerprints"))
+    model = build_model(FitConfig(features="fingerprints"), data, make_split(data.pairs, data.n_rows, "warm", 0.1))
+    smiles = data.rows["smiles"].tolist()
+    rebuilt = featurize_new_rows(smiles, model.hparams.featurizer)
+
+    np.testing.assert_array_equal(rebuilt, model.row_tower.features.numpy())
+    assert int(rebuilt[:, -1].sum()) == 2

@@ -17,7 +17,7 @@ from hybridmf.config import FitConfig
 from hybridmf.data.datamodule import InteractionDataModule
 from hybridmf.data.interactions import InteractionData
 from hybridmf.data.splits import make_split
-from hybridmf.training import build_datamodule, check_supported, model_loss
+from hybridmf.training import build_datamodule, model_loss
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -83,7 +83,6 @@ def test_config_selects_loss_and_examples(flags, expected):
 
     datamodule = build_datamodule(config, data, split)
 
-    check_supported(config)
     assert (model_loss(config), datamodule.mode) == expected
     assert datamodule.neg_ratio == 3
     assert datamodule.neg_sampling == "popularity"

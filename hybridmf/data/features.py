@@ -48,8 +48,10 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -1020,3 +1022,266 @@ def _check_matrix(values: np.ndarray) -> np.ndarray:
     if values.ndim != 2:
         raise ValueError(f"values must be a 2-D (N, d) array, got shape {values.shape}")
     return values
+
+
+# ---------------------------------------------------------------------------------------
+# Feature matrices of a model, and the features of new rows
+# ---------------------------------------------------------------------------------------
+
+# A 0/1 column whose name ends with this suffix marks the rows that have no data in its
+# source, such as fingerprint_missing and cmap_missing.
+MISSING_INDICATOR_SUFFIX = "_missing"
+FINGERPRINT_SOURCE = "fingerprint"
+
+
+@dataclass(frozen=True)
+class FeatureMatrix:
+    """The side features of one entity type as one matrix, with the column block of each source.
+
+    Attributes:
+        values: ``(n, d)`` float32 features in model order; ``d`` is 0 without features.
+        layout: One ``{"source": name, "width": W, "offset": O}`` per source in column
+            order, so the source owns the columns ``O`` to ``O + W - 1``.
+        scalers: ``{source: {"mean": [...], "scale": [...]}}`` of the standardized sources,
+            as plain lists of floats with one entry per column of the source.
+    """
+
+    values: np.ndarray
+    layout: list[dict[str, Any]]
+    scalers: dict[str, dict[str, list[float]]]
+
+    @property
+    def dim(self) -> int:
+        """Number of feature columns."""
+        return int(self.values.shape[1])
+
+
+def assemble_features(
+    tables: Mapping[str, pd.DataFrame],
+    ids: Iterable,
+    fit_rows: Sequence[int] | np.ndarray | None = None,
+    missing: str = "error",
+) -> FeatureMatrix:
+    """Align feature tables with the entities and concatenate them in the order of ``tables``.
+
+    A source is standardized with ``FeatureScaler`` when one of its values on the rows
+    ``fit_rows`` lies outside [0, 1], such as the CMap rank profile. Multi-hot bits and
+    similarity rows in [0, 1] are used as they are. The scaler is fitted on ``fit_rows``
+    only, so the held-out rows of a cold split do not change the features of any row.
+    Rows without data in a source (absent from the table, or with its ``*_missing``
+    indicator set) are left out of the fit. Their scaled values are 0, the training
+    mean, and their indicator columns keep the value 1.
+
+    Args:
+        tables: Feature tables by source name, each indexed by entity id, such as
+            ``InteractionData.row_features``.
+        ids: Entity ids in model order.
+        fit_rows: Positions in ``ids`` of the training entities, which the scalers are
+            fitted on; None for all.
+        missing: ``"error"`` or ``"zero"``, what ``align_features`` does with an id that
+            has no row in a table.
+
+    Returns:
+        The ``(len(ids), d)`` matrix, its layout and the fitted scalers. Without tables,
+        ``d`` is 0.
+
+    Raises:
+        DataFormatError: When a table cannot be aligned with ``ids`` (see
+            ``align_features``).
+        ValueError: When ``missing`` is invalid.
+
+    Example:
+        >>> tables = {
+        ...     "bits": pd.DataFrame({"b0": [1, 0, 1]}, index=["a", "b", "c"]),
+        ...     "dose": pd.DataFrame({"mg": [10.0, 30.0, 500.0]}, index=["a", "b", "c"]),
+        ... }
+        >>> matrix = assemble_features(tables, ["a", "b", "c"], fit_rows=[0, 1])
+        >>> matrix.values.tolist()
+        [[1.0, -1.0], [0.0, 1.0], [1.0, 48.0]]
+        >>> matrix.layout
+        [{'source': 'bits', 'width': 1, 'offset': 0}, {'source': 'dose', 'width': 1, 'offset': 1}]
+        >>> matrix.scalers
+        {'dose': {'mean': [20.0], 'scale': [10.0]}}
+    """
+    ids = [str(entity) for entity in ids]
+    fit_mask = np.zeros(len(ids), dtype=bool)
+    if fit_rows is None:
+        fit_mask[:] = True
+    else:
+        fit_mask[np.asarray(fit_rows, dtype=np.int64)] = True
+
+    blocks = []
+    layout: list[dict[str, Any]] = []
+    scalers: dict[str, dict[str, list[float]]] = {}
+    offset = 0
+    for name, table in tables.items():
+        values, absent = align_features(table, ids, str(name), missing=missing)
+        indicators = np.array(
+            [str(column).endswith(MISSING_INDICATOR_SUFFIX) for column in table.columns]
+        )
+        without_data = absent | (values[:, indicators] == 1).any(axis=1)  # (n,)
+        fitted = values[fit_mask & ~without_data]  # (n_fit, width)
+        if len(fitted) == 0:
+            logger.warning(
+                "feature source %s: no training entity has data, so the source is not standardized",
+                name,
+            )
+        elif ((fitted < 0) | (fitted > 1)).any():
+            scaler = FeatureScaler().fit(
+                values, rows=np.flatnonzero(fit_mask), missing=without_data
+            )
+            scaled = scaler.transform(values, missing=without_data)  # (n, width)
+            scaled[:, indicators] = values[:, indicators]
+            values = scaled
+            scalers[str(name)] = {
+                "mean": scaler.mean_.tolist(),
+                "scale": scaler.scale_.tolist(),
+            }
+            logger.info(
+                "feature source %s: standardized with the statistics of %d training entities",
+                name,
+                len(fitted),
+            )
+        layout.append({"source": str(name), "width": int(values.shape[1]), "offset": offset})
+        offset += values.shape[1]
+        blocks.append(values)
+
+    if not blocks:
+        return FeatureMatrix(np.zeros((len(ids), 0), dtype=np.float32), layout, scalers)
+    matrix = np.concatenate(blocks, axis=1).astype(np.float32)  # (n, sum of widths)
+    return FeatureMatrix(matrix, layout, scalers)
+
+
+def make_featurizer(
+    row: FeatureMatrix, col: FeatureMatrix, fingerprint_radius: int, fingerprint_bits: int
+) -> dict[str, Any]:
+    """Describe how the feature matrices were built, as plain values for a checkpoint.
+
+    The result is the ``featurizer`` hyperparameter of ``HybridMF``, which
+    ``featurize_new_rows`` reads at prediction time. It holds only dicts, lists, strings,
+    integers and floats, so a checkpoint loads with ``torch.load(weights_only=True)``.
+
+    Args:
+        row: The row features of the model.
+        col: The column features of the model.
+        fingerprint_radius: Morgan radius of the ``fingerprint`` source.
+        fingerprint_bits: Number of fingerprint bits.
+
+    Returns:
+        ``{"row": layout, "col": layout, "fingerprint_radius": R, "fingerprint_bits": B,
+        "scalers": {"row": {...}, "col": {...}}}`` with the layouts of ``FeatureMatrix``.
+
+    Example:
+        >>> empty = FeatureMatrix(np.zeros((2, 0), dtype=np.float32), [], {})
+        >>> make_featurizer(empty, empty, 2, 2048)["row"]
+        []
+    """
+    return {
+        "row": [dict(entry) for entry in row.layout],
+        "col": [dict(entry) for entry in col.layout],
+        "fingerprint_radius": int(fingerprint_radius),
+        "fingerprint_bits": int(fingerprint_bits),
+        "scalers": {"row": dict(row.scalers), "col": dict(col.scalers)},
+    }
+
+
+def featurize_new_rows(smiles: Sequence[str], featurizer: Mapping[str, Any]) -> np.ndarray:
+    """Build the row features of new molecules from their SMILES, as the model was trained.
+
+    The ``fingerprint`` block gets the Morgan bits of ``featurize_smiles`` with the
+    settings of ``featurizer`` and ``fingerprint_missing = 0``. A SMILES that RDKit cannot
+    parse gets zero bits and ``fingerprint_missing = 1``, plus a logged warning, exactly
+    like a training drug without a usable SMILES. Every other row source (ATC codes,
+    targets, similarity rows, ...) is unknown for a new molecule, so its block is all
+    zeros. That is the value of a training drug without entries in a multi-hot source,
+    and the training mean of a standardized source.
+
+    Args:
+        smiles: One SMILES string per new molecule.
+        featurizer: The ``featurizer`` hyperparameter of a trained ``HybridMF`` (see
+            ``make_featurizer``).
+
+    Returns:
+        ``(len(smiles), d)`` float32 features, ready for ``HybridMF.score_new_rows``.
+
+    Raises:
+        TypeError: When ``smiles`` is a single string instead of a list of strings.
+        ValueError: When ``featurizer`` is malformed, or its row features have no
+            ``fingerprint`` source, so a SMILES carries no information for the model.
+
+    Example:
+        >>> featurizer = {
+        ...     "row": [{"source": "atc", "width": 2, "offset": 0},
+        ...             {"source": "fingerprint", "width": 17, "offset": 2}],
+        ...     "col": [], "fingerprint_radius": 2, "fingerprint_bits": 16, "scalers": {},
+        ... }
+        >>> values = featurize_new_rows(["C", "not a smiles"], featurizer)
+        >>> values.shape
+        (2, 19)
+        >>> values[:, :2].tolist(), values[:, -1].tolist()
+        ([[0.0, 0.0], [0.0, 0.0]], [0.0, 1.0])
+    """
+    if isinstance(smiles, str):
+        raise TypeError(
+            f"smiles must be a list of SMILES strings, got the string {smiles[:80]!r}. Wrap it "
+            f"in a list"
+        )
+    layout, radius, n_bits = _check_featurizer(featurizer)
+    blocks = {entry["source"]: entry for entry in layout}
+    fingerprint = blocks.get(FINGERPRINT_SOURCE)
+    if fingerprint is None:
+        raise ValueError(
+            f"the row features of this model have no {FINGERPRINT_SOURCE!r} source (sources: "
+            f"{list(blocks)}), so a SMILES carries no information for it. Train with "
+            f"--features fingerprints, drug or all to score new molecules"
+        )
+    if fingerprint["width"] != n_bits + 1:
+        raise ValueError(
+            f"featurizer: the {FINGERPRINT_SOURCE!r} block has width {fingerprint['width']}, "
+            f"expected fingerprint_bits + 1 = {n_bits + 1}"
+        )
+
+    smiles = list(smiles)
+    names = pd.Index([f"new row {position}" for position in range(len(smiles))])
+    bits = morgan_fingerprints(
+        pd.Series(smiles, index=names, dtype=object), radius=radius, n_bits=n_bits
+    )
+    dim = sum(entry["width"] for entry in layout)
+    values = np.zeros((len(smiles), dim), dtype=np.float32)  # (n, d)
+    start = fingerprint["offset"]
+    block = bits.to_numpy(dtype=np.float32)  # (n, n_bits + 1)
+    values[:, start : start + fingerprint["width"]] = block
+    return values
+
+
+def _check_featurizer(
+    featurizer: Mapping[str, Any],
+) -> tuple[list[dict[str, Any]], int, int]:
+    """Return the row layout, the fingerprint radius and the bit count of a featurizer."""
+    if not isinstance(featurizer, Mapping):
+        raise ValueError(
+            f"featurizer must be the dict stored as the 'featurizer' hyperparameter of a "
+            f"HybridMF checkpoint, got {type(featurizer).__name__}"
+        )
+    required = ("row", "fingerprint_radius", "fingerprint_bits")
+    absent = [key for key in required if key not in featurizer]
+    if absent:
+        raise ValueError(
+            f"featurizer lacks the key(s) {absent}; found {sorted(featurizer)}. The checkpoint "
+            f"was written without feature information, so retrain it with this version"
+        )
+    layout = list(featurizer["row"])
+    offset = 0
+    for entry in layout:
+        if not isinstance(entry, Mapping) or set(entry) != {"source", "width", "offset"}:
+            raise ValueError(
+                f"featurizer: each row entry must have the keys source, width and offset, "
+                f"got {entry!r}"
+            )
+        if entry["offset"] != offset:
+            raise ValueError(
+                f"featurizer: the row source {entry['source']!r} starts at column "
+                f"{entry['offset']}, expected {offset} right after the previous source"
+            )
+        offset += entry["width"]
+    return layout, int(featurizer["fingerprint_radius"]), int(featurizer["fingerprint_bits"])

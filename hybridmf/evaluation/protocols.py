@@ -54,7 +54,7 @@ from hybridmf.data.sampling import PositiveSet
 from hybridmf.data.splits import Split, inner_split, make_folds
 from hybridmf.evaluation.baselines import BASELINES, Baseline, make_baseline
 from hybridmf.evaluation.metrics import RankingEvaluator
-from hybridmf.training import check_supported, load_data, model_loss, train_split, update_evaluators
+from hybridmf.training import load_data, model_loss, train_split, update_evaluators
 
 logger = logging.getLogger(__name__)
 
@@ -379,11 +379,9 @@ def run_protocol(
 
     Raises:
         ValueError: If ``protocol``, ``n_folds``, ``methods`` or ``curve_fold`` is
-            invalid, or as :func:`hybridmf.training.check_supported` for options that are
-            not built yet.
+            invalid.
     """
     started = time.perf_counter()
-    check_supported(config)
     _split_kind(protocol)
     if isinstance(curve_fold, bool) or not isinstance(curve_fold, int) or not 0 <= curve_fold < n_folds:
         raise ValueError(f"curve_fold must be a fold index from 0 to {n_folds - 1}, got {curve_fold!r}")

@@ -68,7 +68,8 @@ class HybridMF(pl.LightningModule):
         encoder_dropout: Dropout of the encoders.
         encoder_norm: ``None``, ``"batch"`` or ``"layer"`` normalization in the encoders.
         combine: ``"sum"`` or ``"concat"`` of ID embedding and encoded features.
-        id_dropout: Probability of dropping an example's ID embeddings in training.
+        id_dropout: Probability of dropping an example's ID embeddings in training, in the
+            towers that also have features. Towers without features ignore it.
         bias: Learn a bias per row and per column (a popularity prior).
         loss: ``"bce"`` (class-weighted binary cross-entropy), ``"bpr"`` or ``"margin"``
             (triplet losses; their scores rank but are not calibrated probabilities).

@@ -80,6 +80,10 @@ class Tower(nn.Module):
     Entities marked as untrained (absent from every training example) get a zero ID
     embedding, so an embedding that never received a gradient adds no noise to their score.
 
+    The encoder runs once per distinct entity of a batch, not once per example. So in
+    training, an entity that occurs several times in a batch gets one encoder dropout
+    mask, and batch normalization computes its statistics over the distinct entities.
+
     Args:
         n_entities: Number of entities of this side.
         k: Size of the latent space.
@@ -92,7 +96,8 @@ class Tower(nn.Module):
         combine: ``"sum"`` adds the ID embedding and the encoded features; ``"concat"``
             concatenates them and projects back to ``k``.
         id_dropout: Probability of zeroing an example's ID embedding in training, which
-            makes the feature path carry the signal (useful for new entities).
+            makes the feature path carry the signal (useful for new entities). A tower
+            without features ignores it.
         init_std: Standard deviation of the normal initialization of the ID embeddings.
 
     Raises:
@@ -131,7 +136,8 @@ class Tower(nn.Module):
         self.use_ids = use_ids
         self.feature_dim = feature_dim
         self.combine = combine
-        self.id_dropout = id_dropout
+        # Without features, dropping the ID embedding would leave the example no input at all.
+        self.id_dropout = id_dropout if feature_dim > 0 else 0.0
         self.embedding = nn.Embedding(n_entities, k) if use_ids else None
         if self.embedding is not None:
             nn.init.normal_(self.embedding.weight, std=init_std)
@@ -146,7 +152,7 @@ class Tower(nn.Module):
 
     def forward(self, index: Tensor) -> Tensor:
         """Return the ``(B, k)`` latent vectors of the entities ``index`` ``(B,)``."""
-        encoded = self.encoder(self.features[index]) if self.encoder is not None else None
+        encoded = self._encode(index) if self.encoder is not None else None
         embedded = None
         if self.embedding is not None:
             # Masking the (N, k) table before the gather is cheaper than masking (B, k) rows.
@@ -158,6 +164,12 @@ class Tower(nn.Module):
                 keep = torch.rand(len(index), 1, device=index.device) >= self.id_dropout  # (B, 1)
                 embedded = embedded * keep
         return self._combine(embedded, encoded)
+
+    def _encode(self, index: Tensor) -> Tensor:
+        # A batch of B pairs names at most min(B, N) distinct entities, and gathering the
+        # (B, d) feature rows dominates the step time for wide features such as fingerprints.
+        unique, inverse = torch.unique(index, return_inverse=True)  # (U,), (B,)
+        return self.encoder(self.features[unique])[inverse]  # (U, d) -> (U, k) -> (B, k)
 
     def encode_features(self, features: Tensor) -> Tensor:
         """Return the ``(B, k)`` latent vectors of new entities from their ``(B, d)`` features.
