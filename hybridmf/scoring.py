@@ -37,8 +37,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from hybridmf.data.fingerprints import featurize_smiles
 from hybridmf.data.features import featurize_new_rows
+from hybridmf.data.fingerprints import featurize_smiles
 from hybridmf.data.io import read_fixed_columns
 from hybridmf.data.sampling import PositiveSet
 from hybridmf.model.module import CHECKPOINT_KEY, HybridMF
@@ -149,34 +149,6 @@ def _read_checkpoint(path: Path) -> dict:
             f"dict; use a checkpoint written by scripts/fit.py"
         )
     return checkpoint
-
-
-def featurize_molecules(smiles: Sequence[str], featurizer: dict[str, Any]) -> np.ndarray:
-    """Build the row feature vectors of new molecules from their SMILES.
-
-    The layout follows ``featurizer["row"]``: a list of blocks ``{"source", "width",
-    "offset"}``. The ``fingerprint`` block holds the Morgan bits
-    (``featurizer["fingerprint_radius"]``, ``featurizer["fingerprint_bits"]``) followed by
-    the missing indicator, which is 0 because every SMILES must parse. Every other source
-    needs data that a new molecule does not have, so its block is zero.
-
-    Args:
-        smiles: One SMILES per molecule.
-        featurizer: The model's ``hparams.featurizer``.
-
-    Returns:
-        ``(N, d)`` float32 features, with ``d`` the end of the last block.
-
-    Raises:
-        ValueError: When a SMILES cannot be parsed; the message names it and RDKit's reason.
-
-    Example:
-        >>> settings = {"row": [{"source": "fingerprint", "width": 9, "offset": 0}],
-        ...             "col": [], "fingerprint_radius": 2, "fingerprint_bits": 8}
-        >>> featurize_molecules(["C", "CC"], settings).shape
-        (2, 9)
-    """
-    return featurize_new_rows(list(smiles), featurizer)
 
 
 class Ranker:
@@ -429,7 +401,7 @@ class Ranker:
         if not smiles:
             raise ValueError("smiles is empty; give at least one SMILES")
         check_smiles(smiles)
-        features = featurize_molecules(smiles, featurizer)  # (N, d)
+        features = featurize_new_rows(smiles, featurizer)  # (N, d)
         expected = self.model.row_tower.feature_dim
         if features.shape[1] != expected:
             raise ValueError(

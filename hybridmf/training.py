@@ -41,6 +41,14 @@ logger = logging.getLogger(__name__)
 REPORTED_METRICS = ("auroc", "aupr", "accuracy", "ndcg@{k}", "hr@{k}", "precision@{k}", "recall@{k}", "mrr")
 
 
+# Recorded in metrics.json when held-out drugs can be ranked only by ADR popularity.
+COLD_WITHOUT_ROW_FEATURES = (
+    "cold split without drug features: the held-out drugs have no trained embedding and no "
+    "features, so the model can at best rank ADRs by popularity (with --bias). Use --features "
+    "fingerprints, drug or all to score new drugs"
+)
+
+
 # Options that apply only together with --interactions.
 OWN_DATA_OPTIONS = ("rows", "cols", "weight_column", "row_feature_files", "col_feature_files")
 
@@ -48,8 +56,13 @@ OWN_DATA_OPTIONS = ("rows", "cols", "weight_column", "row_feature_files", "col_f
 def load_data(config: FitConfig) -> InteractionData:
     """Load your own files when ``config.interactions`` is set, else the data set ``config.dataset``.
 
+    The MEF data set comes with the feature sources that ``config.feature_sources()``
+    selects; your own files come with the tables of ``row_feature_files`` and
+    ``col_feature_files``.
+
     Raises:
-        ValueError: When an option of your own files is set without ``interactions``.
+        ValueError: When an option of your own files is set without ``interactions``, or
+            MEF feature sources are selected together with ``interactions``.
     """
     if config.interactions is None:
         options_set = [name for name in OWN_DATA_OPTIONS if getattr(config, name) not in (None, (), [])]
@@ -63,6 +76,13 @@ def load_data(config: FitConfig) -> InteractionData:
         add_mef_features(config, data)
         return data
 
+    drug_sources, adr_sources = config.feature_sources()
+    if drug_sources or adr_sources:
+        raise ValueError(
+            f"the MEF feature sources {drug_sources + adr_sources} (from --features, --drug-sources "
+            f"or --adr-sources) need the MEF files, which --interactions data does not have. Give "
+            f"your own feature tables with --row-feature-files / --col-feature-files instead"
+        )
     if config.weight_column is not None:
         logger.warning(
             "the weights of the column %r are stored with the data but not used in training "
@@ -81,14 +101,6 @@ def load_data(config: FitConfig) -> InteractionData:
         col_feature_files=config.col_feature_files,
         missing_features=config.missing_features,
     )
-
-
-# Recorded in metrics.json when held-out drugs can be ranked only by ADR popularity.
-COLD_WITHOUT_ROW_FEATURES = (
-    "cold split without drug features: the held-out drugs have no trained embedding and no "
-    "features, so the model can at best rank ADRs by popularity (with --bias). Use --features "
-    "fingerprints, drug or all to score new drugs"
-)
 
 
 def add_mef_features(config: FitConfig, data: InteractionData) -> None:
@@ -157,7 +169,8 @@ def build_model(config: FitConfig, data: InteractionData, split: Split) -> Hybri
         ValueError: When a side has neither ID embeddings nor features.
     """
     row_features, col_features = build_features(config, data, split)
-    for option, use_ids, matrix in (("--no-row-ids", config.row_ids, row_features), ("--no-col-ids", config.col_ids, col_features)):
+    sides = (("--no-row-ids", config.row_ids, row_features), ("--no-col-ids", config.col_ids, col_features))
+    for option, use_ids, matrix in sides:
         if not use_ids and matrix.dim == 0:
             raise ValueError(
                 f"{option} needs features on that side, but none were selected. Pass --features "
@@ -485,8 +498,6 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
     (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     run = train_split(config, data, split, out_dir)
     datamodule = run.datamodule
-    model = run.model
-    featurizer = model.hparams.featurizer
     if run.trainer.global_rank != 0:
         # Every process of a distributed run trained; process 0 evaluates and writes the results.
         return {}
@@ -526,10 +537,10 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
         seed=config.seed,
         split=config.split,
         features=config.features,
-        row_features=[entry["source"] for entry in featurizer["row"]],
-        col_features=[entry["source"] for entry in featurizer["col"]],
-        row_feature_dim=int(model.hparams.row_feature_dim),
-        col_feature_dim=int(model.hparams.col_feature_dim),
+        row_features=[entry["source"] for entry in run.model.hparams.featurizer["row"]],
+        col_features=[entry["source"] for entry in run.model.hparams.featurizer["col"]],
+        row_feature_dim=int(run.model.hparams.row_feature_dim),
+        col_feature_dim=int(run.model.hparams.col_feature_dim),
         loss=config.loss,
         model_loss=model_loss(config),
         training_examples=datamodule.mode,

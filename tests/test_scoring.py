@@ -14,11 +14,11 @@ from conftest import fingerprint_featurizer, write_checkpoint
 from torch.utils.data import DataLoader
 
 from hybridmf.data.datamodule import RowChunks
-from hybridmf.data.fingerprints import featurize_smiles
+from hybridmf.data.features import featurize_new_rows
 from hybridmf.data.mef import load_mef
 from hybridmf.data.sampling import PositiveSet
 from hybridmf.model.module import HybridMF
-from hybridmf.scoring import Ranker, featurize_molecules, load_model, read_molecules
+from hybridmf.scoring import Ranker, load_model, read_molecules
 
 ROW_VECTORS = [1.0, 2.0, -1.0]
 COL_VECTORS = [0.1, 0.4, 0.3, -0.2]
@@ -55,7 +55,7 @@ def _fingerprint_model(featurizer: dict | None = None, row_feature_dim: int = FI
     torch.manual_seed(0)
     model = HybridMF(n_rows=3, n_cols=4, k=3, row_ids=False, row_feature_dim=row_feature_dim, featurizer=featurizer, bias=True)
     if featurizer["row"]:
-        model.set_features(row_features=torch.as_tensor(featurize_molecules(SMILES, featurizer)))
+        model.set_features(row_features=torch.as_tensor(featurize_new_rows(SMILES, featurizer)))
     return _set_entities(model)
 
 
@@ -324,22 +324,6 @@ def test_model_without_entities_is_rejected():
 # New molecules.
 
 
-def test_featurize_molecules_places_fingerprint_block():
-    featurizer = {
-        "row": [{"source": "atc", "width": 3, "offset": 0}, {"source": "fingerprint", "width": 9, "offset": 3}],
-        "col": [],
-        "fingerprint_radius": 1,
-        "fingerprint_bits": 8,
-    }
-    features = featurize_molecules(["CCO", "c1ccccc1"], featurizer)
-
-    assert features.shape == (2, 12)
-    assert features.dtype == np.float32
-    assert np.all(features[:, :3] == 0)
-    assert np.array_equal(features[1, 3:11], featurize_smiles("c1ccccc1", 1, 8))
-    assert np.all(features[:, 11] == 0)
-
-
 def test_known_molecule_scores_like_its_row():
     ranker = Ranker(_fingerprint_model())
     with torch.no_grad():
@@ -375,18 +359,9 @@ def test_rank_molecules_default_names():
         (_fingerprint_model, [], r"smiles is empty"),
         (_no_featurizer_model, ["CCO"], r"stores no featurizer settings"),
         (
-            lambda: _fingerprint_model(
-                featurizer={
-                    "row": [{"source": "atc", "width": 5, "offset": 0}],
-                    "col": [],
-                    "fingerprint_radius": 2,
-                    "fingerprint_bits": 16,
-                    "scalers": {},
-                },
-                row_feature_dim=5,
-            ),
+            lambda: _fingerprint_model(featurizer={"row": [{"source": "atc", "width": 5, "offset": 0}], "col": []}, row_feature_dim=5),
             ["CCO"],
-            r"no 'fingerprint' source \(sources: \['atc'\]\), so a SMILES carries no information",
+            r"row features of this model are \['atc'\], and none of them is computed from a SMILES",
         ),
     ],
 )
