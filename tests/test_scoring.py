@@ -359,9 +359,18 @@ def test_rank_molecules_default_names():
         (_fingerprint_model, [], r"smiles is empty"),
         (_no_featurizer_model, ["CCO"], r"stores no featurizer settings"),
         (
-            lambda: _fingerprint_model(featurizer={"row": [{"source": "atc", "width": 5, "offset": 0}], "col": []}, row_feature_dim=5),
+            lambda: _fingerprint_model(
+                featurizer={
+                    "row": [{"source": "atc", "width": 5, "offset": 0}],
+                    "col": [],
+                    "fingerprint_radius": 2,
+                    "fingerprint_bits": 16,
+                    "scalers": {},
+                },
+                row_feature_dim=5,
+            ),
             ["CCO"],
-            r"row features of this model are \['atc'\], and none of them is computed from a SMILES",
+            r"no 'fingerprint' source \(sources: \['atc'\]\), so a SMILES carries no information",
         ),
     ],
 )
