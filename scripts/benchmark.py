@@ -15,17 +15,19 @@ Cases on MEF's full 746 × 817 grid (dot head, k = 5, weighted BCE, RMSprop):
   validation AUROC first reaches ``--target-auroc``, validations included.
 
 Cases on synthetic matrices with power-law row and column popularity
-(``hybridmf.data.synthetic.powerlaw_pairs``), dot head with ``--synthetic-k`` factors:
-sampled BCE (``--neg-ratio`` negatives per positive), BPR triplets, full-grid BCE where
-the grid has at most ``--max-grid`` pairs, and the BPR and ALS of the ``implicit`` library
-when it is importable. ``implicit`` is not a dependency of hybridmf.
+(``hybridmf.data.synthetic.powerlaw_pairs``) train the dot head with ``--synthetic-k``
+factors. They cover sampled BCE (``--neg-ratio`` negatives per positive), BPR triplets,
+and full-grid BCE where the grid has at most ``--max-grid`` pairs. The BPR and ALS of the
+``implicit`` library run beside them when it is importable; it is not a dependency of
+hybridmf.
 
 An epoch's time includes building its examples (the shuffle and the negative draws).
 MEF cases train one epoch more than ``--epochs`` and report the median of the others,
 because a Lightning run builds the first epoch's examples before its clock starts. The
-synthetic cases time that first build on its own and add it to the first epoch. Throughput counts the examples of
-an epoch: labelled pairs for BCE, triplets for BPR, positives for ``implicit``. Cases run
-on the CPU, and also on the GPU when ``torch.cuda.is_available()``.
+synthetic cases time that first build on its own and add it to the first epoch.
+Throughput counts the examples of an epoch: labelled pairs for BCE, triplets for BPR and
+positives for ``implicit``. Cases run on the CPU, and also on the GPU when
+``torch.cuda.is_available()``.
 
 Usage:
     python scripts/benchmark.py                          # MEF and the two default sizes

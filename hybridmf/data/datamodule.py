@@ -19,9 +19,14 @@ The shares are disjoint, except that fewer than ``world_size`` elements are repe
 that all shares have the same length. Each process then draws its negatives from a generator seeded by
 ``(seed, epoch, rank)``, so processes draw different negatives.
 
+When the full grid fits in one batch, it is served instead as a ``GridBatch``: the
+training rows with the ``(rows, columns)`` label matrix of all their columns (keys
+``rows``, ``labels``), which the model scores with one matrix product.
+
 Validation batches are chunks of evaluated rows, each with its dense ``(rows, columns)``
 candidate and positive masks, so memory is bounded by the chunk size. They are the same
-for every kind of training example.
+for every kind of training example. In a distributed run each process evaluates every
+``world_size``-th row, and the model merges the processes' results.
 """
 
 from __future__ import annotations

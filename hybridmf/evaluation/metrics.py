@@ -403,7 +403,8 @@ class RankingEvaluator:
     about 0.6 million pairs, about 3 MB with float32 scores. ``pooled=False`` skips this
     state and reports those two keys as NaN. ``pooled_sample=N`` bounds it at N pairs:
     the pooled ``auroc`` and ``aupr`` are then computed on a uniform random sample of at
-    most N candidate pairs, an estimate whose standard error is of order ``1 / sqrt(N)``.
+    most N candidate pairs. The estimate's standard error shrinks roughly as one over the
+    square root of the positives in the sample (an approximation, not a bound).
     The sample is chosen by a hash of each pair's (row, column) and ``sample_seed``, so
     it is the same however the rows are split into chunks or processes, provided
     :meth:`update` receives the row indices.
