@@ -106,7 +106,7 @@ def _count_fields(raw: bytes, sep: str) -> tuple[np.ndarray, np.ndarray]:
     separators_per_line = np.bincount(
         np.searchsorted(line_ends, separators), minlength=len(line_ends)
     )
-    # A line is blank when it holds only whitespace; measure its non-space byte count.
+    # A line is blank when it contains only whitespace, so count its non-space bytes.
     non_space = np.isin(data, np.frombuffer(b" \t\r\n", dtype=np.uint8), invert=True)
     non_space_before = np.concatenate([[0], np.cumsum(non_space)])
     content = non_space_before[line_ends] - non_space_before[line_starts]
