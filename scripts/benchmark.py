@@ -30,8 +30,8 @@ positives for ``implicit``. Cases run on the CPU, and also on the GPU when
 ``torch.cuda.is_available()``.
 
 Usage:
-    python scripts/benchmark.py                          # MEF and the two default sizes
-    python scripts/benchmark.py --sizes small --epochs 2
+    python scripts/benchmark.py                          # MEF and the small synthetic size
+    python scripts/benchmark.py --no-mef --sizes large --synthetic-batch-size 1048576
     python scripts/benchmark.py --size medium=300000x50000x6000000 --sizes medium
     python scripts/benchmark.py --quick --out /tmp/bench  # tiny data, a few seconds per case
 """
@@ -95,7 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", help=f"run only these kinds of case, comma-separated: {', '.join(KINDS)}")
 
     # Synthetic data.
-    parser.add_argument("--sizes", default="small,large", help="synthetic sizes to run, comma-separated; empty for none")
+    parser.add_argument(
+        "--sizes", default="small", help="synthetic sizes to run, comma-separated (small, large, ...); empty for none"
+    )
     parser.add_argument(
         "--size", action="append", default=[], metavar="NAME=ROWSxCOLSxPOSITIVES", help="define or redefine a synthetic size"
     )
