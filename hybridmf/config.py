@@ -165,7 +165,7 @@ class FitConfig:
                 raise ValueError(
                     f"invalid value {value!r} for {item.name}; valid values: {', '.join(map(str, choices))}"
                 )
-        drug_sources, adr_sources = self.feature_sources()
+        _, adr_sources = self.feature_sources()
         leaking = [name for name in adr_sources if name in LABEL_LEAK_SOURCES]
         if leaking and not self.allow_label_leak:
             raise ValueError(

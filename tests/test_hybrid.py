@@ -61,9 +61,9 @@ def _block_labels(n_rows: int, n_cols: int) -> torch.Tensor:
     return (rows[:, None] == cols[None, :]).float()  # (n_rows, n_cols)
 
 
-def _make_model(head: str, tower: str, n_rows: int = 8, n_cols: int = 6, **options) -> HybridMF:
+def _make_model(head: str, tower: str, n_rows: int = 8, n_cols: int = 6) -> HybridMF:
     torch.manual_seed(0)
-    model = HybridMF(n_rows, n_cols, k=4, head=head, head_hidden=(16,), pos_weight=1.0, **TOWERS[tower], **options)
+    model = HybridMF(n_rows, n_cols, k=4, head=head, head_hidden=(16,), pos_weight=1.0, **TOWERS[tower])
     if tower != "ids":
         model.set_features(row_features=_block_features(n_rows), col_features=_block_features(n_cols))
     return model

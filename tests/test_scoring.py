@@ -54,7 +54,7 @@ def _fingerprint_model(featurizer: dict | None = None, row_feature_dim: int = FI
         featurizer = fingerprint_featurizer(FINGERPRINT_BITS)
     torch.manual_seed(0)
     model = HybridMF(n_rows=3, n_cols=4, k=3, row_ids=False, row_feature_dim=row_feature_dim, featurizer=featurizer, bias=True)
-    if featurizer["row"]:
+    if any(block["source"] == "fingerprint" for block in featurizer["row"]):
         model.set_features(row_features=torch.as_tensor(featurize_new_rows(SMILES, featurizer)))
     return _set_entities(model)
 

@@ -37,7 +37,9 @@ of any held-out pair into the features. ``load_mef_features`` rejects it unless
 
 Multi-hot and similarity features are 0/1 or in [0, 1] and are meant to be used unscaled.
 The dense CMap profile (ranks) should be standardized with ``FeatureScaler`` fitted on the
-training rows only.
+training rows only. ``assemble_features`` does both when it concatenates the tables of one
+side into the model's feature matrix, and ``featurize_new_rows`` builds the row features
+of new molecules from their SMILES in the same layout.
 """
 
 from __future__ import annotations

@@ -398,12 +398,14 @@ def run_protocol(
     row_features = None
     if "feature_knn" in methods:
         row_features = fingerprint_features(view, config.fingerprint_radius, config.fingerprint_bits)
-    if MODEL in methods and protocol != "warm" and config.features == "none":
+    if MODEL in methods and protocol != "warm" and not view.row_features:
+        entity = "ADR" if protocol == "cold-adr" else "drug"
         logger.warning(
-            "%s with --features none: the held-out %s have no trained embedding and no features, so the "
+            "%s without %s features: the held-out %ss have no trained embedding and no features, so the "
             "model gives all their pairs one score unless --bias adds a popularity prior",
             protocol,
-            "ADRs" if protocol == "cold-adr" else "drugs",
+            entity,
+            entity,
         )
 
     train_config = _oriented_config(config, protocol)
