@@ -56,7 +56,9 @@ class FitConfig:
     row_id_column: str = _option("row_id", "column of the interactions file that holds the row id")
     col_id_column: str = _option("col_id", "column of the interactions file that holds the column id")
     weight_column: str | None = _option(
-        None, "optional column of positive confidence weights in the interactions file (stored, not yet used in training)"
+        None,
+        "optional column of confidence weights (finite numbers > 0) in the interactions file: a known pair "
+        "of weight w weighs w * --pos-weight in the BCE loss, and its triplets weigh w",
     )
     row_feature_files: tuple[str, ...] = _option(
         (), "feature tables of the rows: an id column plus numeric columns, or a 'tokens' column of ;-separated tokens"

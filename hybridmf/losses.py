@@ -3,6 +3,9 @@
 Every loss is a pure function that takes score tensors and returns a scalar mean over the
 batch. Pointwise losses take the scores of ``(row, column)`` pairs with 0/1 labels, and
 pairwise losses take the scores of a positive and a negative column of the same row.
+Each also takes optional ``(B,)`` example weights that multiply each example's term; the
+mean still divides by the batch size ``B``. Without weights no multiplication by weights
+happens, so the result is bit for bit that of the unweighted formula.
 ``LOSSES`` maps a configuration name to its function, and ``PAIRWISE_LOSSES`` names the
 losses that need triplets instead of labelled pairs.
 
@@ -22,11 +25,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def weighted_bce_loss(logits: Tensor, labels: Tensor, pos_weight: float = 1.0) -> Tensor:
+def weighted_bce_loss(
+    logits: Tensor, labels: Tensor, pos_weight: float = 1.0, weights: Tensor | None = None
+) -> Tensor:
     """Compute the binary cross-entropy of logits, with positives weighted by ``pos_weight``.
 
     The loss is the batch mean of ``w_i * BCE_i``, where ``w_i`` is ``pos_weight`` for a
-    positive and 1 for a negative. This equals Keras ``class_weight={0: 1, 1: pos_weight}``
+    positive and 1 for a negative, times ``weights[i]`` when ``weights`` is given. A known
+    pair of confidence ``c`` therefore weighs ``pos_weight * c`` when its example weight is
+    ``c``, and an unknown pair of example weight 1 weighs 1. Without ``weights`` this equals
+    Keras ``class_weight={0: 1, 1: pos_weight}``
     in tf.keras 2.x, whose default reduction ``SUM_OVER_BATCH_SIZE`` also divides by the
     batch size, not by the sum of the weights.
     ``F.binary_cross_entropy_with_logits(..., pos_weight=...)`` computes exactly this for
@@ -38,14 +46,19 @@ def weighted_bce_loss(logits: Tensor, labels: Tensor, pos_weight: float = 1.0) -
         labels: ``(B,)`` labels, 1 for a positive and 0 for an unknown pair. Bool and
             integer labels are converted to the dtype of ``logits``.
         pos_weight: Weight of the positive term, a finite number greater than 0.
+        weights: Optional ``(B,)`` floating-point example weights, finite and greater than
+            or equal to 0, converted to the dtype of ``logits``. They are not checked for
+            finiteness here, because that would wait for the device in every step; the
+            data loaders validate them.
 
     Returns:
         A 0-dimensional tensor of the dtype of ``logits``.
 
     Raises:
-        ValueError: When ``logits`` or ``labels`` is not 1-D, their shapes differ, the
-            batch is empty, or ``pos_weight`` is not a finite number greater than 0.
-        TypeError: When ``logits`` is not a floating-point tensor.
+        ValueError: When ``logits``, ``labels`` or ``weights`` is not 1-D, their shapes
+            differ, the batch is empty, or ``pos_weight`` is not a finite number greater
+            than 0.
+        TypeError: When ``logits`` or ``weights`` is not a floating-point tensor.
 
     Example:
         >>> logits = torch.tensor([0.0, 0.0])
@@ -54,25 +67,35 @@ def weighted_bce_loss(logits: Tensor, labels: Tensor, pos_weight: float = 1.0) -
         0.6931
         >>> round(weighted_bce_loss(logits, labels, pos_weight=3.0).item(), 4)  # (3 + 1) * log(2) / 2
         1.3863
+        >>> weights = torch.tensor([2.0, 1.0])  # the positive has confidence 2
+        >>> round(weighted_bce_loss(logits, labels, pos_weight=3.0, weights=weights).item(), 4)  # (6 + 1) * log(2) / 2
+        2.426
     """
     _check_scores("logits", logits, "labels", labels, second_is_score=False)
     if not math.isfinite(pos_weight) or pos_weight <= 0:
         raise ValueError(f"pos_weight must be a finite number greater than 0, got {pos_weight}")
     labels = labels.to(logits.dtype)
     weight = torch.tensor(pos_weight, dtype=logits.dtype, device=logits.device)  # ()
-    return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=weight)
+    if weights is None:
+        return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=weight)
+    weights = _check_weights(weights, logits)
+    return F.binary_cross_entropy_with_logits(logits, labels, weight=weights, pos_weight=weight)
 
 
-def bpr_loss(positive: Tensor, negative: Tensor) -> Tensor:
+def bpr_loss(positive: Tensor, negative: Tensor, weights: Tensor | None = None) -> Tensor:
     """Compute the Bayesian personalized ranking (BPR) loss of positive and negative scores.
 
     The loss is the batch mean of ``-log σ(s⁺ - s⁻)``, computed as ``softplus(s⁻ - s⁺)``,
-    which does not overflow for large score differences.
+    which does not overflow for large score differences. With ``weights``, each term is
+    multiplied by its triplet's weight, and the mean still divides by ``B``.
 
     Args:
         positive: ``(B,)`` floating-point scores of the positive columns.
         negative: ``(B,)`` scores of the sampled negative columns, one per positive and of
             the same row.
+        weights: Optional ``(B,)`` floating-point weight of each triplet, for example the
+            confidence of its positive pair; finite and greater than or equal to 0 (not
+            checked here, see ``weighted_bce_loss``).
 
     Returns:
         A 0-dimensional tensor of the dtype of ``positive``.
@@ -86,15 +109,23 @@ def bpr_loss(positive: Tensor, negative: Tensor) -> Tensor:
         0.6931
         >>> bpr_loss(torch.tensor([1000.0]), torch.tensor([0.0])).item()
         0.0
+        >>> round(bpr_loss(torch.tensor([1.0, 3.0]), torch.tensor([1.0, 3.0]), torch.tensor([3.0, 1.0])).item(), 4)  # 2 log(2)
+        1.3863
     """
     _check_scores("positive", positive, "negative", negative)
-    return F.softplus(negative - positive).mean()
+    terms = F.softplus(negative - positive)  # (B,)
+    if weights is None:
+        return terms.mean()
+    return (terms * _check_weights(weights, positive)).mean()
 
 
-def margin_loss(positive: Tensor, negative: Tensor, margin: float = 1.0) -> Tensor:
+def margin_loss(
+    positive: Tensor, negative: Tensor, margin: float = 1.0, weights: Tensor | None = None
+) -> Tensor:
     """Compute the hinge loss that pushes positive scores ``margin`` above negative scores.
 
-    The loss is the batch mean of ``max(0, margin - s⁺ + s⁻)``.
+    The loss is the batch mean of ``max(0, margin - s⁺ + s⁻)``. With ``weights``, each term
+    is multiplied by its triplet's weight, and the mean still divides by ``B``.
 
     Args:
         positive: ``(B,)`` floating-point scores of the positive columns.
@@ -102,6 +133,7 @@ def margin_loss(positive: Tensor, negative: Tensor, margin: float = 1.0) -> Tens
             the same row.
         margin: Required gap between a positive and a negative score, a finite number
             greater than or equal to 0.
+        weights: Optional ``(B,)`` floating-point weight of each triplet, as in ``bpr_loss``.
 
     Returns:
         A 0-dimensional tensor of the dtype of ``positive``.
@@ -114,11 +146,16 @@ def margin_loss(positive: Tensor, negative: Tensor, margin: float = 1.0) -> Tens
     Example:
         >>> margin_loss(torch.tensor([2.0, 0.5]), torch.tensor([0.0, 0.0])).item()  # (0 + 0.5) / 2
         0.25
+        >>> margin_loss(torch.tensor([2.0, 0.5]), torch.tensor([0.0, 0.0]), weights=torch.tensor([1.0, 3.0])).item()  # (0 + 1.5) / 2
+        0.75
     """
     _check_scores("positive", positive, "negative", negative)
     if not math.isfinite(margin) or margin < 0:
         raise ValueError(f"margin must be a finite number greater than or equal to 0, got {margin}")
-    return F.relu(margin - positive + negative).mean()
+    terms = F.relu(margin - positive + negative)  # (B,)
+    if weights is None:
+        return terms.mean()
+    return (terms * _check_weights(weights, positive)).mean()
 
 
 LOSSES: dict[str, Callable[..., Tensor]] = {
@@ -151,6 +188,22 @@ def get_loss(name: str) -> Callable[..., Tensor]:
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; valid names are {sorted(LOSSES)}")
     return LOSSES[name]
+
+
+def _check_weights(weights: Tensor, scores: Tensor) -> Tensor:
+    """Return ``(B,)`` example weights in the dtype of the ``(B,)`` ``scores``, or raise.
+
+    Only the type and the shape are checked: a value check would wait for the device.
+    """
+    if not isinstance(weights, Tensor):
+        raise TypeError(f"weights must be a torch.Tensor or None, got {type(weights).__name__}")
+    if not weights.is_floating_point():
+        raise TypeError(f"weights must be a floating-point tensor, got dtype {weights.dtype}")
+    if weights.shape != scores.shape:
+        raise ValueError(
+            f"weights must have the shape of the scores, {tuple(scores.shape)}, got {tuple(weights.shape)}"
+        )
+    return weights.to(scores.dtype)
 
 
 def _check_scores(

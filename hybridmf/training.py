@@ -83,12 +83,6 @@ def load_data(config: FitConfig) -> InteractionData:
             f"or --adr-sources) need the MEF files, which --interactions data does not have. Give "
             f"your own feature tables with --row-feature-files / --col-feature-files instead"
         )
-    if config.weight_column is not None:
-        logger.warning(
-            "the weights of the column %r are stored with the data but not used in training "
-            "yet: every known pair weighs --pos-weight in the loss",
-            config.weight_column,
-        )
     return load_interaction_files(
         config.interactions,
         rows=config.rows,

@@ -49,14 +49,21 @@ def test_grid_batch_matches_pair_batch(options: dict):
         torch.testing.assert_close(grid_gradients[name], gradient, rtol=1e-5, atol=1e-7, msg=name)
 
 
-def test_grid_batch_with_id_dropout_scores_pairs():
+@pytest.mark.parametrize("weights", [None, np.array([2.0, 0.5, 1.0, 3.0, 1.0, 0.25])])
+def test_grid_batch_with_id_dropout_scores_pairs(weights: np.ndarray | None):
     model = HybridMF(n_rows=4, n_cols=5, k=3, id_dropout=0.5)
-    grid = GridBatch(POSITIVES, torch.arange(4))[0]
+    positives = PositiveSet(POSITIVES.pairs().numpy(), n_rows=4, n_cols=5, weights=weights)
+    grid = GridBatch(positives, torch.arange(4))[0]
     row_major = {
         "row": torch.arange(4).repeat_interleave(5),
         "col": torch.arange(5).repeat(4),
         "label": grid["labels"].reshape(-1),
     }
+    if weights is not None:
+        # Row-major weights of the 4 x 5 grid, 1 off the positives of POSITIVES.
+        row_major["weight"] = torch.tensor(
+            [1, 2.0, 1, 0.5, 1] + [1.0, 1, 1, 1, 1] + [1, 1, 3.0, 1, 1] + [1, 1.0, 1, 1, 0.25]
+        )
 
     torch.manual_seed(1)
     grid_loss = model._shared_step(grid, "train")

@@ -96,6 +96,67 @@ def test_weighted_bce_keeps_float64():
     assert loss.shape == ()
 
 
+def test_weighted_bce_example_weights_hand_value():
+    logits = torch.tensor([0.0, 2.0, -1.0])
+    labels = torch.tensor([1.0, 0.0, 1.0])
+    weights = torch.tensor([3.0, 1.0, 0.5])
+
+    # A positive of weight w weighs pos_weight * w = 6 and 1; the negative weighs 1.
+    expected = (6 * _softplus(0.0) + _softplus(2.0) + 1 * _softplus(1.0)) / 3
+
+    loss = weighted_bce_loss(logits, labels, pos_weight=2.0, weights=weights)
+
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_weight_two_equals_doubled_pos_weight():
+    """A positive of weight 2 weighs exactly what it weighs with pos_weight doubled."""
+    labels = torch.tensor([0.0, 1.0, 0.0, 0.0])
+    weights = torch.tensor([1.0, 2.0, 1.0, 1.0])  # the unknown pairs keep weight 1
+    losses, gradients = [], []
+    for pos_weight, example_weights in ((3.0, weights), (6.0, None)):
+        logits = torch.tensor([0.5, -0.5, 1.5, -2.0], requires_grad=True)
+        loss = weighted_bce_loss(logits, labels, pos_weight=pos_weight, weights=example_weights)
+        loss.backward()
+        losses.append(loss)
+        gradients.append(logits.grad)
+
+    assert torch.equal(losses[0], losses[1])
+    torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-6, atol=0.0)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda weights: weighted_bce_loss(torch.tensor([0.3, -1.2, 2.5]), torch.tensor([1.0, 0.0, 1.0]), 5.0, weights),
+        lambda weights: bpr_loss(torch.tensor([0.3, -1.2, 2.5]), torch.tensor([1.0, 0.0, 1.0]), weights),
+        lambda weights: margin_loss(torch.tensor([0.3, -1.2, 2.5]), torch.tensor([1.0, 0.0, 1.0]), 1.0, weights),
+    ],
+)
+def test_unit_weights_equal_no_weights(call):
+    assert torch.equal(call(torch.ones(3)), call(None))
+
+
+def test_bpr_weights_each_triplet():
+    positive = torch.tensor([2.0, 0.0])
+    negative = torch.tensor([0.0, 1.0])
+    weights = torch.tensor([0.5, 4.0])
+
+    # Each triplet's term times its positive's weight, divided by the batch size 2.
+    expected = (0.5 * _softplus(-2.0) + 4.0 * _softplus(1.0)) / 2
+
+    assert bpr_loss(positive, negative, weights).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_margin_weights_each_triplet():
+    positive = torch.tensor([3.0, 1.0, 0.0])
+    negative = torch.tensor([1.0, 1.0, 2.0])
+    weights = torch.tensor([7.0, 2.0, 0.5])
+
+    # Terms 0, 1 and 3, as in test_margin_hand_value, weighted 7, 2 and 0.5.
+    assert margin_loss(positive, negative, weights=weights).item() == pytest.approx((0 + 2 + 1.5) / 3)
+
+
 def test_bpr_hand_value():
     positive = torch.tensor([2.0, 0.0])
     negative = torch.tensor([0.0, 1.0])
@@ -156,6 +217,10 @@ def test_margin_gradient_zero_beyond_margin():
         (lambda: margin_loss(torch.zeros(2), torch.zeros(2), margin=-0.1), ValueError, r"margin .* got -0\.1"),
         (lambda: margin_loss(torch.zeros(2), torch.zeros(2), margin=math.nan), ValueError, r"margin .* got nan"),
         (lambda: margin_loss(torch.zeros(2, 2), torch.zeros(2, 2)), ValueError, r"positive must be 1-D"),
+        (lambda: weighted_bce_loss(torch.zeros(2), torch.ones(2), weights=torch.ones(3)), ValueError, r"weights must have the shape of the scores, \(2,\), got \(3,\)"),
+        (lambda: weighted_bce_loss(torch.zeros(2), torch.ones(2), weights=torch.ones(2, dtype=torch.int64)), TypeError, r"weights must be a floating-point tensor, got dtype torch\.int64"),
+        (lambda: bpr_loss(torch.zeros(2), torch.zeros(2), [1.0, 1.0]), TypeError, r"weights must be a torch\.Tensor or None, got list"),
+        (lambda: margin_loss(torch.zeros(2), torch.zeros(2), weights=torch.ones(2, 1)), ValueError, r"weights must have the shape .* got \(2, 1\)"),
     ],
 )
 def test_loss_invalid_input_raises(call, error, message):

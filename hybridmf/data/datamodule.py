@@ -23,6 +23,15 @@ When the full grid fits in one batch, it is served instead as a ``GridBatch``: t
 training rows with the ``(rows, columns)`` label matrix of all their columns (keys
 ``rows``, ``labels``), which the model scores with one matrix product.
 
+When the training positives carry confidence weights (``InteractionData.weights``), every
+batch has one more key: ``weight``, an example weight per pair or triplet, or ``weights``,
+an ``(rows, columns)`` matrix for a ``GridBatch``. A known pair of weight ``w`` gets
+``w``, an unknown pair 1, and a triplet the weight of its positive. The loss multiplies
+each example's term by it, so a known pair weighs ``pos_weight * w`` in the BCE loss.
+The weights are looked up from the ``(row, column)`` of each example after sharding, so
+they stay aligned with the pairs in every process. Without weights the key is absent, and
+the loss takes its unweighted path.
+
 Validation batches are chunks of evaluated rows, each with its dense ``(rows, columns)``
 candidate and positive masks, so memory is bounded by the chunk size. They are the same
 for every kind of training example. In a distributed run each process evaluates every
@@ -66,7 +75,8 @@ class EpochBatches(Dataset):
     """The batches of one training epoch; item ``i`` is the ``i``-th batch as a dict of tensors.
 
     Args:
-        positives: Training positives.
+        positives: Training positives. When they have weights, each batch also has the
+            key ``weight``: ``(B,)`` float32 example weights, see the module docstring.
         rows: ``(R_train,)`` distinct rows that training may use. The full grid is
             ``rows × columns``. Every positive must lie in one of these rows.
         batch_size: Examples per batch, an integer greater than or equal to 1.
@@ -159,6 +169,22 @@ class EpochBatches(Dataset):
         return self
 
     def _build(self, epoch: int) -> dict[str, Tensor]:
+        tensors = self._build_examples(epoch)
+        if self.positives.weights is not None:
+            tensors["weight"] = self._example_weights(tensors)
+        return tensors
+
+    def _example_weights(self, tensors: dict[str, Tensor]) -> Tensor:
+        """Return the ``(N,)`` float32 weight of each example: its positive's weight, or 1."""
+        if "pos" in tensors:
+            return self.positives.pair_weights(tensors["row"], tensors["pos"])
+        # Only the positives are looked up, so a large grid costs O(positives) searches.
+        positive = tensors["label"] > 0  # (N,)
+        weights = torch.ones(len(positive), dtype=torch.float32)  # (N,)
+        weights[positive] = self.positives.pair_weights(tensors["row"][positive], tensors["col"][positive])
+        return weights
+
+    def _build_examples(self, epoch: int) -> dict[str, Tensor]:
         shared = make_generator(self.seed, epoch, rank=None)
         if self.mode == "full":
             # Every process builds the whole grid with the shared permutation and keeps its
@@ -237,7 +263,10 @@ class GridBatch(Dataset):
     its columns, so shares differ by at most one row.
 
     Args:
-        positives: Training positives, labelled 1; every other pair is labelled 0.
+        positives: Training positives, labelled 1; every other pair is labelled 0. When
+            they have weights, the batch also has the key ``weights``: the ``(R, C)``
+            float32 weight of each pair, 1 for an unknown pair. That matrix doubles the
+            memory of the batch.
         rows: ``(R_train,)`` rows that training may use.
         rank: Index of this process.
         world_size: Number of processes.
@@ -248,6 +277,9 @@ class GridBatch(Dataset):
         >>> batch = GridBatch(positives, torch.tensor([0, 2]))[0]
         >>> batch["rows"].tolist(), batch["labels"].tolist()
         ([0, 2], [[0.0, 1.0], [1.0, 0.0]])
+        >>> weighted = PositiveSet(np.array([[0, 1], [2, 0]]), n_rows=3, n_cols=2, weights=np.array([4.0, 0.5]))
+        >>> GridBatch(weighted, torch.tensor([0, 2]))[0]["weights"].tolist()
+        [[1.0, 4.0], [0.5, 1.0]]
     """
 
     # Device of the batch, which ``to`` changes.
@@ -256,6 +288,7 @@ class GridBatch(Dataset):
     def __init__(self, positives: PositiveSet, rows: Tensor, rank: int = 0, world_size: int = 1) -> None:
         self.rows = torch.as_tensor(rows, dtype=torch.int64)[rank::world_size]  # (R_share,)
         self.labels = positives.dense_rows(self.rows).to(torch.float32)  # (R_share, C)
+        self.weights = None if positives.weights is None else positives.dense_weights(self.rows)  # (R_share, C)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -270,6 +303,8 @@ class GridBatch(Dataset):
         """
         self.device = torch.device(device)
         self.rows, self.labels = self.rows.to(self.device), self.labels.to(self.device)
+        if self.weights is not None:
+            self.weights = self.weights.to(self.device)
         return self
 
     def __len__(self) -> int:
@@ -278,7 +313,9 @@ class GridBatch(Dataset):
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         if index != 0:
             raise IndexError(f"batch index {index} out of range for 1 batch")
-        return {"rows": self.rows, "labels": self.labels}
+        if self.weights is None:
+            return {"rows": self.rows, "labels": self.labels}
+        return {"rows": self.rows, "labels": self.labels, "weights": self.weights}
 
 
 def is_one_grid_batch(mode: str, n_pairs: int, batch_size: int, world_size: int) -> bool:
@@ -360,8 +397,10 @@ class InteractionDataModule(pl.LightningDataModule):
     """Training batches and validation chunks for one split of an interaction data set.
 
     Args:
-        data: The interaction data set.
-        split: Training and held-out pairs.
+        data: The interaction data set. When it has ``weights``, the training pairs keep
+            their weights in the loss. Validation pairs are plain positives.
+        split: Training and held-out pairs. Every training pair must be a known pair of
+            ``data`` when ``data`` has weights.
         batch_size: Training examples per batch.
         seed: Seed of the epoch shuffles and negative draws.
         negatives: ``"full"`` trains on every pair of the grid, with training positives
@@ -444,7 +483,17 @@ class InteractionDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_positives is None:
-            self.train_positives = PositiveSet(self.split.train_pairs, self.data.n_rows, self.data.n_cols)
+            weights = self.data.pair_weights(self.split.train_pairs)  # (P_train,) or None
+            if weights is not None and len(weights) > 0:
+                logger.info(
+                    "%d training pairs with confidence weights from %g to %g (mean %g); a pair of "
+                    "weight w weighs w * pos_weight in the BCE loss, and its triplets weigh w",
+                    len(weights),
+                    weights.min(),
+                    weights.max(),
+                    weights.mean(),
+                )
+            self.train_positives = PositiveSet(self.split.train_pairs, self.data.n_rows, self.data.n_cols, weights)
             self.val_positives = PositiveSet(self.split.val_pairs, self.data.n_rows, self.data.n_cols)
 
     def _rank_and_world_size(self) -> tuple[int, int]:

@@ -97,7 +97,8 @@ def load_interaction_files(
         row_id_column: Column of ``interactions`` with the row id.
         col_id_column: Column of ``interactions`` with the column id.
         weight_column: Optional column of ``interactions`` with a finite positive
-            confidence per pair, stored as ``InteractionData.weights``.
+            confidence per pair that float32 can hold, stored as
+            ``InteractionData.weights``. Training multiplies ``pos_weight`` by it.
         allow_unknown_ids: Add ids of ``interactions`` that are missing from ``rows`` or
             ``cols`` as new entities named by their id, with a logged count, instead of
             raising.
@@ -751,10 +752,14 @@ def _check_weights(
             dtype=np.float64, na_value=np.nan
         )
         non_numeric = np.isnan(numbers) & ~text.str.lower().isin(["", "nan"]).to_numpy()
+    with np.errstate(over="ignore"):
+        stored = numbers.astype(np.float32)  # (n,) the values training uses
+    valid = np.isfinite(numbers) & (numbers > 0)  # (n,)
     checks = (
         (non_numeric, "is not a number"),
         (np.isnan(numbers), "is missing or NaN"),
-        (~np.isfinite(numbers) | (numbers <= 0), "is not a finite positive number"),
+        (~valid, "is not a finite positive number"),
+        (~np.isfinite(stored) | (stored <= 0), "is outside the float32 range (about 1.4e-45 to 3.4e38)"),
     )
     for invalid, problem in checks:
         bad = np.flatnonzero(invalid)
@@ -765,7 +770,7 @@ def _check_weights(
                 f"(value {value.item() if isinstance(value, np.generic) else value!r}); weights "
                 f"are confidences and must be finite numbers > 0"
             )
-    return numbers.astype(np.float32)
+    return stored
 
 
 def _log_entities_without_pairs(data: InteractionData) -> None:

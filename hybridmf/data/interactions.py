@@ -33,7 +33,8 @@ class InteractionData:
             each is a data frame indexed by entity id.
         col_features: The same for column entities.
         weights: Optional ``(P,)`` float32 confidence of each pair, aligned with ``pairs``.
-            None when every pair counts the same. Training does not use it yet.
+            None when every pair counts the same. In training, a pair of weight ``w``
+            weighs ``pos_weight * w`` in the BCE loss, and its triplets weigh ``w``.
 
     Example:
         >>> data = InteractionData.from_frames(
@@ -231,18 +232,7 @@ class InteractionData:
                     f"{index.max()}"
                 )
         if weights is not None:
-            weights = np.asarray(weights, dtype=np.float32)
-            if weights.shape != row_index.shape:
-                raise ValueError(
-                    f"weights must have one value per pair, shape {row_index.shape}, got "
-                    f"{weights.shape}"
-                )
-            invalid = np.flatnonzero(~(np.isfinite(weights) & (weights > 0)))
-            if len(invalid) > 0:
-                raise ValueError(
-                    f"weights must be finite and positive, got {weights[invalid[0]]} at position "
-                    f"{invalid[0]} ({len(invalid)} invalid weight(s))"
-                )
+            weights = check_pair_weights(weights, len(row_index))
         return cls._from_checked_indices(
             rows,
             cols,
@@ -348,7 +338,49 @@ class InteractionData:
             name=f"{self.name}-transposed",
             row_features=self.col_features,
             col_features=self.row_features,
+            weights=None if self.weights is None else self.weights[order],  # (P,)
         )
+
+    def pair_weights(self, pairs: np.ndarray) -> np.ndarray | None:
+        """Look up the confidence weights of some known pairs.
+
+        A split or a cross-validation fold lists its training pairs without weights, so
+        the data module looks their weights up here.
+
+        Args:
+            pairs: ``(N, 2)`` integer ``(row, column)`` pairs, each one of ``self.pairs``.
+
+        Returns:
+            ``(N,)`` float32 weights in the order of ``pairs``, or None when the data set
+            has no weights.
+
+        Raises:
+            ValueError: When ``pairs`` is not ``(N, 2)`` or contains a pair that is not a
+                known pair of the data set.
+
+        Example:
+            >>> data = InteractionData(
+            ...     rows=pd.DataFrame({"id": ["d1", "d2"], "name": ["a", "b"]}),
+            ...     cols=pd.DataFrame({"id": ["a1", "a2"], "name": ["x", "y"]}),
+            ...     pairs=np.array([[0, 1], [1, 0]]), weights=np.array([2.0, 0.5], dtype=np.float32))
+            >>> data.pair_weights(np.array([[1, 0], [0, 1]])).tolist()
+            [0.5, 2.0]
+        """
+        if self.weights is None:
+            return None
+        pairs = np.asarray(pairs, dtype=np.int64)
+        if pairs.ndim != 2 or pairs.shape[1] != 2:
+            raise ValueError(f"pairs must have shape (N, 2), got {pairs.shape}")
+        known = self.pairs[:, 0] * self.n_cols + self.pairs[:, 1]  # (P,) sorted, because pairs are
+        query = pairs[:, 0] * self.n_cols + pairs[:, 1]  # (N,)
+        position = np.searchsorted(known, query).clip(max=max(len(known) - 1, 0))  # (N,)
+        unknown = np.flatnonzero(known[position] != query) if len(known) > 0 else np.arange(len(query))
+        if len(unknown) > 0:
+            raise ValueError(
+                f"pairs must be known pairs of {self.name}, got ({pairs[unknown[0], 0]}, "
+                f"{pairs[unknown[0], 1]}) at position {unknown[0]} ({len(unknown)} unknown pair(s))"
+            )
+        return self.weights[position]
 
     def column_counts(self, pairs: np.ndarray | None = None) -> np.ndarray:
         """Count the positives of each column.
@@ -361,6 +393,36 @@ class InteractionData:
         """
         pairs = self.pairs if pairs is None else pairs
         return np.bincount(pairs[:, 1], minlength=self.n_cols).astype(np.int64)
+
+
+def check_pair_weights(weights: np.ndarray, n_pairs: int) -> np.ndarray:
+    """Validate the confidence weights of ``n_pairs`` pairs and return them as float32.
+
+    Args:
+        weights: ``(n_pairs,)`` weights, finite numbers greater than 0.
+        n_pairs: Number of pairs the weights belong to.
+
+    Returns:
+        The ``(n_pairs,)`` float32 weights.
+
+    Raises:
+        ValueError: When ``weights`` does not have one value per pair, or has a value
+            that is not finite and greater than 0.
+
+    Example:
+        >>> check_pair_weights([1, 2.5], n_pairs=2).tolist()
+        [1.0, 2.5]
+    """
+    weights = np.asarray(weights, dtype=np.float32)
+    if weights.shape != (n_pairs,):
+        raise ValueError(f"weights must have one value per pair, shape ({n_pairs},), got {weights.shape}")
+    invalid = np.flatnonzero(~(np.isfinite(weights) & (weights > 0)))
+    if len(invalid) > 0:
+        raise ValueError(
+            f"weights must be finite and positive, got {weights[invalid[0]]} at position "
+            f"{invalid[0]} ({len(invalid)} invalid weight(s))"
+        )
+    return weights
 
 
 def _first_repeated_position(keys: np.ndarray) -> int:

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hybridmf.data.interactions import check_pair_weights
+
 logger = logging.getLogger(__name__)
 
 # Number of passes of exact sampling from a row's complement after rejection sampling.
@@ -34,12 +36,17 @@ class PositiveSet:
     """Positive pairs in compressed sparse row (CSR) form, with a vectorized membership test.
 
     Args:
-        pairs: ``(P, 2)`` int64 array of ``(row, column)`` indices; duplicates are dropped.
+        pairs: ``(P, 2)`` int64 array of ``(row, column)`` indices; duplicates are dropped
+            when ``weights`` is None.
         n_rows: Number of rows of the matrix.
         n_cols: Number of columns of the matrix.
+        weights: Optional ``(P,)`` confidence weight of each pair, aligned with ``pairs``:
+            finite numbers greater than 0. None when every positive counts the same.
 
     Raises:
-        ValueError: When ``pairs`` is not ``(P, 2)`` or an index is out of range.
+        ValueError: When ``pairs`` is not ``(P, 2)`` or an index is out of range, or when
+            ``weights`` has the wrong shape, a value that is not finite and greater than 0,
+            or comes with repeated pairs.
 
     Example:
         >>> positives = PositiveSet(np.array([[0, 1], [2, 0], [0, 3]]), n_rows=3, n_cols=4)
@@ -49,9 +56,14 @@ class PositiveSet:
         [True, False, True]
         >>> positives.dense_rows(torch.tensor([2, 0])).int().tolist()
         [[1, 0, 0, 0], [0, 1, 0, 1]]
+        >>> weighted = PositiveSet(np.array([[0, 1], [2, 0]]), n_rows=3, n_cols=2, weights=np.array([3.0, 0.5]))
+        >>> weighted.pair_weights(torch.tensor([2, 0, 1]), torch.tensor([0, 1, 1])).tolist()
+        [0.5, 3.0, 1.0]
+        >>> weighted.dense_weights(torch.tensor([0, 2])).tolist()
+        [[1.0, 3.0], [0.5, 1.0]]
     """
 
-    def __init__(self, pairs: np.ndarray, n_rows: int, n_cols: int) -> None:
+    def __init__(self, pairs: np.ndarray, n_rows: int, n_cols: int, weights: np.ndarray | None = None) -> None:
         pairs = np.asarray(pairs, dtype=np.int64)
         if pairs.ndim != 2 or pairs.shape[1] != 2:
             raise ValueError(f"pairs must have shape (P, 2), got {pairs.shape}")
@@ -63,8 +75,10 @@ class PositiveSet:
                 )
         self.n_rows = int(n_rows)
         self.n_cols = int(n_cols)
-        keys = np.unique(pairs[:, 0] * self.n_cols + pairs[:, 1])  # (P,) sorted row-major
+        # (P,) keys sorted row-major, and first[i] is the position in pairs of the i-th unique pair.
+        keys, first = np.unique(pairs[:, 0] * self.n_cols + pairs[:, 1], return_index=True)
         self.keys = torch.from_numpy(keys)
+        self.weights = None if weights is None else _sorted_pair_weights(weights, pairs, first)
         rows = keys // self.n_cols
         self.indices = torch.from_numpy(keys % self.n_cols)  # (P,) column of each positive
         counts = np.bincount(rows, minlength=self.n_rows)  # (R,)
@@ -96,14 +110,36 @@ class PositiveSet:
         Returns:
             ``(N, C)`` bool, true at the positives of each requested row.
         """
+        owner, positions = self._row_entries(rows)  # (nnz,), (nnz,)
+        dense = torch.zeros(len(rows), self.n_cols, dtype=torch.bool)  # (N, C)
+        dense[owner, self.indices[positions]] = True
+        return dense
+
+    def dense_weights(self, rows: Tensor) -> Tensor:
+        """Return the example weights of some rows as a dense matrix.
+
+        Args:
+            rows: ``(N,)`` int64 row indices.
+
+        Returns:
+            ``(N, C)`` float32: the weight of each positive, and 1 for every other pair.
+            All ones when the set has no weights.
+        """
+        dense = torch.ones(len(rows), self.n_cols, dtype=torch.float32)  # (N, C)
+        if self.weights is not None:
+            owner, positions = self._row_entries(rows)  # (nnz,), (nnz,)
+            dense[owner, self.indices[positions]] = self.weights[positions]
+        return dense
+
+    def _row_entries(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Return, for every positive of the requested rows, the position of its row in
+        ``rows`` and its position in ``keys``, both ``(nnz,)`` int64."""
         rows = rows.to(torch.int64)
         starts, counts = self.indptr[rows], self.row_counts[rows]  # (N,), (N,)
         owner = torch.repeat_interleave(torch.arange(len(rows)), counts)  # (nnz,)
         first_of_owner = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)  # (nnz,)
         offset = torch.arange(len(owner)) - first_of_owner  # (nnz,) position within the row
-        dense = torch.zeros(len(rows), self.n_cols, dtype=torch.bool)  # (N, C)
-        dense[owner, self.indices[starts[owner] + offset]] = True
-        return dense
+        return owner, starts[owner] + offset
 
     def contains(self, rows: Tensor, cols: Tensor) -> Tensor:
         """Test which ``(row, column)`` pairs are positives.
@@ -115,11 +151,44 @@ class PositiveSet:
         Returns:
             ``(B,)`` bool, true where the pair is a positive.
         """
+        return self._find(rows, cols)[1]
+
+    def pair_weights(self, rows: Tensor, cols: Tensor) -> Tensor:
+        """Look up the example weight of each ``(row, column)`` pair.
+
+        Args:
+            rows: ``(B,)`` int64 row indices.
+            cols: ``(B,)`` int64 column indices.
+
+        Returns:
+            ``(B,)`` float32: the weight of a positive, and 1 for every other pair. All
+            ones when the set has no weights.
+        """
+        if self.weights is None or len(self.keys) == 0:
+            return torch.ones(rows.shape, dtype=torch.float32)
+        position, found = self._find(rows, cols)  # (B,), (B,)
+        return torch.where(found, self.weights[position], torch.ones((), dtype=torch.float32))
+
+    def _find(self, rows: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]:
+        """Return the ``(B,)`` position in ``keys`` of each pair (clamped when absent) and
+        the ``(B,)`` bool mask of the pairs that are positives."""
         if len(self.keys) == 0:
-            return torch.zeros(rows.shape, dtype=torch.bool)
+            return torch.zeros(rows.shape, dtype=torch.int64), torch.zeros(rows.shape, dtype=torch.bool)
         query = rows.to(torch.int64) * self.n_cols + cols.to(torch.int64)  # (B,)
         position = torch.searchsorted(self.keys, query).clamp_(max=len(self.keys) - 1)  # (B,)
-        return self.keys[position] == query
+        return position, self.keys[position] == query
+
+
+def _sorted_pair_weights(weights: np.ndarray, pairs: np.ndarray, first: np.ndarray) -> Tensor:
+    """Validate the ``(P,)`` weights of ``pairs`` and return them as float32 in the order
+    of the unique sorted pairs, whose positions in ``pairs`` are ``first``."""
+    if len(first) < len(pairs):
+        # A repeated pair has no single weight, and InteractionData merges repeats before this.
+        raise ValueError(
+            f"pairs must be unique when weights are given, got {len(pairs) - len(first)} repeated pair(s)"
+        )
+    weights = check_pair_weights(weights, len(pairs))  # (P,)
+    return torch.from_numpy(np.ascontiguousarray(weights[first]))  # (P,)
 
 
 def make_generator(seed: int, epoch: int = 0, rank: int | None = 0) -> torch.Generator:

@@ -7,8 +7,10 @@ model alone. Feature matrices are buffers (part of the state dict), and the enti
 names and known pairs travel in the checkpoint under the key ``"hybridmf"``.
 
 A batch with the keys ``row``, ``col`` and ``label`` trains the weighted BCE loss, and a
-batch with ``row``, ``pos`` and ``neg`` trains the BPR or margin triplet loss. Both kinds of
-model return logits. BCE-trained logits estimate the log-odds of a positive (skewed by
+batch with ``row``, ``pos`` and ``neg`` trains the BPR or margin triplet loss. Either may
+carry ``weight``, the example weights that the data module derives from the confidence
+weights of the training pairs; a ``GridBatch`` carries them as the ``(R, C)`` matrix
+``weights``. Both kinds of model return logits. BCE-trained logits estimate the log-odds of a positive (skewed by
 ``pos_weight``), so logit 0 is a decision threshold. Triplet losses only compare scores
 within a row: their scores rank columns but are not calibrated probabilities, and a
 constant added to all scores of a row leaves the loss unchanged. The validation
@@ -73,7 +75,8 @@ class HybridMF(pl.LightningModule):
         bias: Learn a bias per row and per column (a popularity prior).
         loss: ``"bce"`` (class-weighted binary cross-entropy), ``"bpr"`` or ``"margin"``
             (triplet losses; their scores rank but are not calibrated probabilities).
-        pos_weight: Weight of positives in the BCE loss (unknown pairs weigh 1).
+        pos_weight: Weight of positives in the BCE loss (unknown pairs weigh 1). A training
+            pair with confidence weight ``w`` weighs ``pos_weight * w``.
         margin: Margin of the margin (hinge) loss.
         l2: Penalty on the squared norm of the latent vectors and biases of each batch.
         optimizer: One of ``OPTIMIZERS``.
@@ -244,17 +247,18 @@ class HybridMF(pl.LightningModule):
         if "labels" in batch:
             return self._grid_step(batch, stage)
         rows = batch["row"]
+        weights = batch.get("weight")  # (B,) example weights, or None when all count the same
         if "neg" in batch:
             positive = self(rows, batch["pos"])  # (B,)
             negative = self(rows, batch["neg"])  # (B,)
             if self.hparams.loss == "margin":
-                loss = losses.margin_loss(positive, negative, self.hparams.margin)
+                loss = losses.margin_loss(positive, negative, self.hparams.margin, weights)
             else:
-                loss = losses.bpr_loss(positive, negative)
+                loss = losses.bpr_loss(positive, negative, weights)
             penalty_cols = torch.cat([batch["pos"], batch["neg"]])
         else:
             logits = self(rows, batch["col"])  # (B,)
-            loss = losses.weighted_bce_loss(logits, batch["label"], self.hparams.pos_weight)
+            loss = losses.weighted_bce_loss(logits, batch["label"], self.hparams.pos_weight, weights)
             penalty_cols = batch["col"]
         if self.hparams.l2 > 0:
             loss = loss + self.hparams.l2 * self._penalty(rows, penalty_cols)
@@ -265,17 +269,22 @@ class HybridMF(pl.LightningModule):
         """Compute the BCE loss of a ``GridBatch``: rows ``(R,)`` against all columns, labels ``(R, C)``.
 
         The loss and the penalty equal those of the same pairs listed one by one, computed
-        from one ``(R, C)`` score matrix. ID dropout draws a mask per pair, so with
-        ``id_dropout > 0`` the pairs are listed and scored one by one instead.
+        from one ``(R, C)`` score matrix, with the optional ``(R, C)`` example weights
+        ``weights``. ID dropout draws a mask per pair, so with ``id_dropout > 0`` the pairs
+        are listed and scored one by one instead.
         """
         rows, labels = batch["rows"], batch["labels"]  # (R,), (R, C)
+        weights = batch.get("weights")  # (R, C) or None
         n_rows, n_cols = labels.shape
         cols = torch.arange(n_cols, device=rows.device)  # (C,)
         if self.training and self.hparams.id_dropout > 0:
             pairs = {"row": rows.repeat_interleave(n_cols), "col": cols.repeat(n_rows), "label": labels.reshape(-1)}
+            if weights is not None:
+                pairs["weight"] = weights.reshape(-1)  # (R * C,)
             return self._shared_step(pairs, stage)  # (R * C,) pairs in row-major order
         logits = self.score_rows(rows)  # (R, C)
-        loss = losses.weighted_bce_loss(logits.reshape(-1), labels.reshape(-1), self.hparams.pos_weight)
+        flat_weights = None if weights is None else weights.reshape(-1)  # (R * C,)
+        loss = losses.weighted_bce_loss(logits.reshape(-1), labels.reshape(-1), self.hparams.pos_weight, flat_weights)
         if self.hparams.l2 > 0:
             # Every row meets every column once, so the per-pair mean is the per-entity mean.
             loss = loss + self.hparams.l2 * self._penalty(rows, cols)
