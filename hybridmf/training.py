@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
 
 from hybridmf.config import FitConfig
@@ -47,6 +47,12 @@ COLD_WITHOUT_ROW_FEATURES = (
     "features, so the model can at best rank ADRs by popularity (with --bias). Use --features "
     "fingerprints, drug or all to score new drugs"
 )
+
+
+# Training steps between redraws of the progress bar. Lightning redraws after every step by
+# default. Redrawing every 20 steps made the batch-2000 epoch of scripts/fit.py on MEF
+# about a tenth shorter (CPU, Lightning 2.6). The last step of an epoch is always drawn.
+PROGRESS_REFRESH_STEPS = 20
 
 
 # Options that apply only together with --interactions.
@@ -276,7 +282,8 @@ def build_trainer(config: FitConfig, out_dir: Path, monitor: bool) -> tuple[pl.T
     ``config.checkpoint_every_n_steps``, also every that many training steps, so a run
     that is killed loses at most the steps since then. Every checkpoint also contains the
     random states (``RandomStateCheckpoint``), so ``--resume`` repeats the interrupted
-    run exactly on the CPU.
+    run exactly on the CPU. With ``config.progress`` the progress bar is redrawn every
+    ``PROGRESS_REFRESH_STEPS`` training steps and at the end of each epoch.
     """
     callbacks: list[pl.Callback] = list(resume_callbacks(config, out_dir, monitor))
     if monitor and config.patience is not None:
@@ -290,6 +297,8 @@ def build_trainer(config: FitConfig, out_dir: Path, monitor: bool) -> tuple[pl.T
         save_last=True,
         auto_insert_metric_name=False,
     )
+    if config.progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
     trainer = pl.Trainer(
         max_epochs=config.max_epochs,
         **hardware_options(config),

@@ -12,7 +12,20 @@ Cases on MEF's full 746 × 817 grid (dot head, k = 5, weighted BCE, RMSprop):
 * ``full-batch-step``: one step over the whole grid;
 * ``to-auroc``: Lightning runs that validate every epoch (batch 2000, learning rate
   1e-3) or every 10 epochs (full grid, learning rate 0.03). Each is timed until the
-  validation AUROC first reaches ``--target-auroc``, validations included.
+  validation AUROC first reaches ``--target-auroc``, validations included;
+* ``config``: training with the options of ``--config`` (default
+  ``configs/default-warm.yaml``, skipped when the file is missing), read as
+  ``scripts/fit.py --config`` reads it, with the benchmark's Trainer and with the one
+  ``scripts/fit.py`` builds (CSV log and checkpoints), without validation.
+
+All MEF cases except ``config`` train the original Keras prototype's model
+(``configs/keras-original.yaml``). The cases of the two speed targets run ``--repeats``
+times, in turns: Lightning and the plain loop at batch 2000, and the ``config`` cases.
+The report gives each target ratio as the median of the ratios within a turn. The
+targets are Lightning at most 1.5 times the plain loop's epoch, and the default config
+at most a tenth of the Keras-equivalent epoch: the plain loop at batch 2000 measured
+in the same run, and the Keras prototype's own 0.70 s per epoch, a reference figure
+that this script does not measure because TensorFlow is not a dependency.
 
 Cases on synthetic matrices with power-law row and column popularity
 (``hybridmf.data.synthetic.powerlaw_pairs``) train the dot head with ``--synthetic-k``
@@ -34,22 +47,27 @@ Usage:
     python scripts/benchmark.py --no-mef --sizes large --synthetic-batch-size 1048576
     python scripts/benchmark.py --size medium=300000x50000x6000000 --sizes medium
     python scripts/benchmark.py --quick --out /tmp/bench  # tiny data, a few seconds per case
+    python scripts/benchmark.py --sizes "" --threads 1 --only lightning,plain,config  # the targets
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import dataclasses
 import importlib.util
+import io
 import json
 import logging
 import math
 import os
 import platform
+import pstats
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -60,15 +78,15 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from hybridmf.config import FitConfig
-from hybridmf.data.datamodule import EpochBatches, InteractionDataModule
+from hybridmf.config import FitConfig, load_yaml, parse_config
+from hybridmf.data.datamodule import EpochBatches, GridBatch, InteractionDataModule
 from hybridmf.data.interactions import InteractionData
 from hybridmf.data.io import write_atomic
 from hybridmf.data.mef import load_mef
 from hybridmf.data.sampling import PositiveSet, full_grid_epoch, make_generator, sampled_epoch, triplet_epoch
 from hybridmf.data.splits import make_split
 from hybridmf.data.synthetic import powerlaw_pairs
-from hybridmf.training import build_model, build_trainer
+from hybridmf.training import build_datamodule, build_model, build_trainer, load_data
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 RESULT_PREFIX = "RESULT "
@@ -78,7 +96,19 @@ SIZES = {
 }
 QUICK_GRID = (60, 50, 400)
 QUICK_SIZE = (300, 100, 1_500)
-KINDS = ("lightning", "plain", "naive", "full-batch-step", "to-auroc", "profile", "synthetic", "implicit")
+KINDS = ("lightning", "plain", "naive", "full-batch-step", "to-auroc", "config", "profile", "synthetic", "implicit")
+# The shipped configuration that the "config" cases train with, when the file exists.
+DEFAULT_CONFIG = REPOSITORY / "configs" / "default-warm.yaml"
+# The options of the original Keras prototype, which the other MEF cases train with.
+KERAS_CONFIG = REPOSITORY / "configs" / "keras-original.yaml"
+# Seconds per epoch of the original Keras prototype (batch 2000, k = 5, RMSprop) on a
+# 2-core AMD EPYC KVM guest, the machine kind of docs/benchmarks.md. It was measured
+# outside this script, because TensorFlow is not a dependency of hybridmf.
+KERAS_REFERENCE_SECONDS = 0.70
+# Targets: Lightning at batch 2000 takes at most 1.5 times the plain loop's epoch, and the
+# shipped default configuration at most a tenth of the Keras-equivalent epoch.
+LIGHTNING_OVERHEAD_TARGET = 1.5
+DEFAULT_CONFIG_TARGET = 0.1
 
 
 # ----------------------------------------------------------------------------------------
@@ -112,7 +142,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs of each MEF case")
     parser.add_argument("--target-auroc", type=float, default=0.88, help="validation AUROC of the to-auroc cases")
     parser.add_argument("--max-validations", type=int, default=30, help="validations before a to-auroc case gives up")
-    parser.add_argument("--profile", action="store_true", help="also profile MEF steps with torch.profiler")
+    parser.add_argument("--profile", action="store_true", help="also profile MEF steps with torch.profiler and cProfile")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs of each case that a target ratio uses (Lightning and the plain loop at batch 2000, the default config)",
+    )
+    parser.add_argument(
+        "--config",
+        default=str(DEFAULT_CONFIG),
+        help="YAML options of the shipped default config cases; the cases are skipped when the file is missing",
+    )
+    parser.add_argument("--config-epochs", type=int, default=30, help="timed epochs of each default config case")
 
     # Execution.
     parser.add_argument("--threads", type=int, help="torch CPU threads in every case (default: torch's choice)")
@@ -165,14 +207,25 @@ def plan_cases(args: argparse.Namespace, devices: list[str], mef_dir: Path | Non
     elif not args.no_mef and mef_dir is not None:
         grid = {"data": "mef", "data_dir": str(mef_dir)}
     epochs = 2 if args.quick else args.epochs
+    config = Path(args.config) if Path(args.config).is_file() else None
     for device in devices:
         if grid is not None:
             base = {**common, **grid, "device": device, "epochs": epochs, "k": 5, "lr": 1e-3}
-            for batch_size in (2000, 20000, None):
+            # The cases of the target ratios run in turns, so that a change of the machine's
+            # load during the run affects each of them alike.
+            for repeat in range(args.repeats):
+                turn = {**base, "repeat": repeat, "repeats": args.repeats}
+                cases.append({**turn, "kind": "lightning", "batch_size": 2000})
+                cases.append({**turn, "kind": "plain", "batch_size": 2000})
+                if config is not None:
+                    config_case = {**turn, "kind": "config", "config": str(config), "batch_size": None,
+                                   "epochs": 2 if args.quick else args.config_epochs}  # fmt: skip
+                    cases.append(config_case)
+                    cases.append({**config_case, "trainer": "fit"})
+            for batch_size in (20000, None):
                 cases.append({**base, "kind": "lightning", "batch_size": batch_size})
             # As scripts/fit.py builds the Trainer: CSV log, checkpoints and progress bar.
             cases.append({**base, "kind": "lightning", "batch_size": 2000, "trainer": "fit"})
-            cases.append({**base, "kind": "plain", "batch_size": 2000})
             cases.append({**base, "kind": "plain", "batch_size": None})
             cases.append({**base, "kind": "naive", "batch_size": 2000, "epochs": 1})
             cases.append({**base, "kind": "full-batch-step", "batch_size": None})
@@ -272,8 +325,18 @@ def case_label(result: dict[str, Any]) -> str:
         return f"{names[result['mode']]} ({result.get('engine')}, {batch})"
     if kind == "implicit":
         return f"implicit {result['algorithm'].upper()}"
-    if result.get("trainer") == "fit":
-        return f"lightning as scripts/fit.py ({batch})"
+    if kind == "config":
+        label = f"default config {Path(result['config']).name} ({batch})"
+        if result.get("trainer") == "fit":
+            label += " as scripts/fit.py"
+    elif result.get("trainer") == "fit":
+        label = f"lightning as scripts/fit.py ({batch})"
+    else:
+        label = f"{kind} ({batch})"
+    if result.get("repeats", 1) > 1:
+        label += f", run {result['repeat'] + 1} of {result['repeats']}"
+    if kind in ("lightning", "plain", "config"):
+        return label
     if kind == "to-auroc":
         return f"to AUROC {result.get('target')} ({batch}, lr {result.get('lr')}, validate every {result.get('val_every')})"
     return f"{kind} ({batch})"
@@ -318,7 +381,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         devices = args.devices.split(",")
     else:
         devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    if args.repeats < 1:
+        raise SystemExit(f"--repeats must be at least 1, got {args.repeats}")
     mef_dir = find_mef_dir(args.data_dir)
+    if not Path(args.config).is_file():
+        print(f"{args.config} not found: skipping the default config cases")
     if mef_dir is None and not args.no_mef and not args.quick:
         print("MEF data not found (--data-dir, HYBRIDMF_DATA_DIR or ../shared/data/mef): skipping the MEF cases")
     machine = describe_machine()
@@ -332,13 +399,109 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
               + (result.get("error") or f"{_number(result.get('seconds_per_epoch'), '{:.3f}')} s/epoch  {result.get('notes', '')}"),
               flush=True)  # fmt: skip
 
-    report = {"machine": machine, "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]), "results": results}
+    targets = target_ratios(results)
+    report = {
+        "machine": machine,
+        "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+        "targets": targets,
+        "results": results,
+    }
     _write(out / "results.json", json.dumps(report, indent=2) + "\n")
     table = markdown_table(results)
+    if targets:
+        table += "\n" + targets_table(targets)
     _write(out / "results.md", f"Machine: {json.dumps(machine)}\n\nCommand: `{report['command']}`\n\n{table}")
     print()
     print(table)
     return results
+
+
+def target_ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the ratios that the speed targets are stated in, each the median over the repeats.
+
+    Each ratio is first taken within one turn of the repeated cases, which ran one after
+    the other, and the median of these per-turn ratios is compared with the target:
+
+    * Lightning over the plain loop at batch 2000, at most ``LIGHTNING_OVERHEAD_TARGET``;
+    * each default config case over the plain loop at batch 2000, which trains the Keras
+      prototype's model and batches in plain PyTorch, at most ``DEFAULT_CONFIG_TARGET``;
+    * on MEF, each default config case over ``KERAS_REFERENCE_SECONDS``, the Keras
+      prototype's own epoch there, which this script does not measure.
+    """
+    turns: dict[tuple[str, int], dict[str, float]] = {}
+    on_mef = False
+    for result in results:
+        if "repeat" not in result or result.get("seconds_per_epoch") is None:
+            continue
+        on_mef = on_mef or result["data"] == "mef"
+        name = result["kind"] + (" as scripts/fit.py" if result.get("trainer") == "fit" else "")
+        turns.setdefault((result["device"], result["repeat"]), {})[name] = result["seconds_per_epoch"]
+
+    comparisons = [("lightning", "plain", None, LIGHTNING_OVERHEAD_TARGET)]
+    for name in ("config", "config as scripts/fit.py"):
+        comparisons.append((name, "plain", None, DEFAULT_CONFIG_TARGET))
+        if on_mef:
+            comparisons.append((name, None, KERAS_REFERENCE_SECONDS, DEFAULT_CONFIG_TARGET))
+    targets = []
+    for device in sorted({device for device, _ in turns}):
+        device_turns = [seconds for (turn_device, _), seconds in sorted(turns.items()) if turn_device == device]
+        for numerator, denominator, reference, target in comparisons:
+            pairs = [
+                (seconds[numerator], seconds[denominator] if reference is None else reference)
+                for seconds in device_turns
+                if numerator in seconds and (reference is not None or denominator in seconds)
+            ]
+            if not pairs:
+                continue
+            ratios = [top / bottom for top, bottom in pairs]
+            ratio = statistics.median(ratios)
+            targets.append(
+                {
+                    "comparison": _comparison_label(numerator, denominator, reference),
+                    "device": device,
+                    "ratio": ratio,
+                    "ratios": [round(value, 4) for value in ratios],
+                    "seconds_per_epoch": statistics.median(top for top, _ in pairs),
+                    "reference_seconds_per_epoch": statistics.median(bottom for _, bottom in pairs),
+                    "target": target,
+                    "met": ratio <= target,
+                }
+            )
+    return targets
+
+
+def _comparison_label(numerator: str, denominator: str | None, reference: float | None) -> str:
+    names = {
+        "lightning": "hybridmf under Lightning, batch 2000",
+        "config": "default config",
+        "config as scripts/fit.py": "default config as scripts/fit.py",
+        "plain": "plain loop, batch 2000 (the Keras prototype's model)",
+    }
+    if reference is None:
+        return f"{names[numerator]} / {names[denominator]}"
+    return f"{names[numerator]} / Keras prototype, {reference:.2f} s (reference figure, not measured here)"
+
+
+def targets_table(targets: list[dict[str, Any]]) -> str:
+    """Format the target ratios as a markdown table."""
+    lines = [
+        "| comparison | device | s/epoch | against s/epoch | ratio (median) | per run | target | met |",
+        "|" + " --- |" * 8,
+    ]
+    for target in targets:
+        lines.append(
+            "| {} | {} | {:.3f} | {:.3f} | {:.3f} | {} | at most {} | {} |".format(
+                target["comparison"],
+                target["device"],
+                target["seconds_per_epoch"],
+                target["reference_seconds_per_epoch"],
+                target["ratio"],
+                ", ".join(f"{value:.3f}" for value in target["ratios"]),
+                target["target"],
+                "yes" if target["met"] else "no",
+            )
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _write(path: Path, text: str) -> None:
@@ -367,6 +530,7 @@ def measure(case: dict[str, Any]) -> dict[str, Any]:
         "naive": run_naive,
         "full-batch-step": run_full_batch_step,
         "to-auroc": run_to_auroc,
+        "config": run_config,
         "profile": run_profile,
         "synthetic": run_synthetic,
         "implicit": run_implicit,
@@ -395,7 +559,15 @@ def load_grid(case: dict[str, Any]):
 
 
 def fit_config(case: dict[str, Any], batch_size: int) -> FitConfig:
-    return FitConfig(k=case["k"], lr=case["lr"], batch_size=batch_size, seed=case["seed"], progress=False)
+    """Return the options of the original Keras prototype with the case's k, learning rate, batch size and seed.
+
+    The options that configs/keras-original.yaml leaves to the defaults of ``FitConfig``
+    are pinned to the prototype's as well, so the MEF cases keep its model when those
+    defaults change.
+    """
+    options = {**load_yaml(KERAS_CONFIG), "bias": False, "l2": 0.0, "weight_decay": 0.0, "features": "none"}
+    options.update(k=case["k"], lr=case["lr"], batch_size=batch_size, seed=case["seed"], progress=False)
+    return FitConfig(**options)
 
 
 def grid_size(data, split) -> int:
@@ -492,6 +664,55 @@ def run_lightning(case: dict[str, Any]) -> dict[str, Any]:
     return _summary(_epoch_seconds(clock.start, clock.ends), examples)
 
 
+def run_config(case: dict[str, Any]) -> dict[str, Any]:
+    """Train with the options of a YAML config file, as scripts/fit.py does, without validation.
+
+    The file is read as ``scripts/fit.py --config FILE`` reads it. The case sets the
+    number of epochs, the device and the MEF copy. The benchmark's ``--threads`` applies
+    instead of the file's ``threads``, so every case runs with the same threads. On the
+    tiny data of ``--quick`` the file's feature options are dropped, because that data
+    has no features.
+    """
+    argv = ["--config", case["config"], "--no-progress", "--max-epochs", str(case["epochs"] + 1)]
+    argv += ["--accelerator", "gpu" if case["device"] == "cuda" else "cpu", "--devices", "1"]
+    if case["data"] == "mef":
+        config = parse_config([*argv, "--data-dir", case["data_dir"]])
+        data = load_data(config)
+    else:
+        config = parse_config([*argv, "--features", "none", "--drug-sources", "--adr-sources"])
+        data, _ = load_grid(case)
+    split = make_split(data.pairs, data.n_rows, config.split, config.val_fraction, config.seed)
+    pl.seed_everything(config.seed, verbose=False)
+    model = build_model(config, data, split)
+    datamodule = build_datamodule(config, data, split)
+    clock = EpochClock()
+    with tempfile.TemporaryDirectory(dir=case["out"]) as run_dir:
+        if case.get("trainer") == "fit":
+            trainer, _ = build_trainer(config, Path(run_dir), monitor=False)
+            trainer.callbacks.append(clock)
+        else:
+            trainer = make_trainer(case, config.max_epochs, [clock], validate=False)
+        trainer.fit(model, datamodule=datamodule)
+    examples = epoch_examples(trainer.train_dataloader.dataset)
+    result = _summary(_epoch_seconds(clock.start, clock.ends), examples)
+    result["batch_size"] = config.batch_size if config.batch_size < examples else None
+    result["notes"] = (
+        f"k {config.k}, {config.optimizer}, lr {config.lr}, bias {config.bias}, l2 {config.l2}, "
+        f"{datamodule.mode} examples; {config.max_epochs} of the file's {_file_epochs(case['config'])} epochs run"
+    )
+    return result
+
+
+def epoch_examples(dataset: EpochBatches | GridBatch) -> int:
+    """Return the training examples of one epoch of an ``InteractionDataModule`` training dataset."""
+    return len(dataset.tensors["row"]) if isinstance(dataset, EpochBatches) else dataset.labels.numel()
+
+
+def _file_epochs(path: str) -> int:
+    """Return the epochs that a config file trains, its own ``max_epochs`` or the default's."""
+    return load_yaml(path).get("max_epochs", FitConfig().max_epochs)
+
+
 def _plain_model(case: dict[str, Any], data, split, batch_size: int):
     pl.seed_everything(case["seed"], verbose=False)
     model = build_model(fit_config(case, batch_size), data, split).to(case["device"])
@@ -499,8 +720,8 @@ def _plain_model(case: dict[str, Any], data, split, batch_size: int):
 
 
 def _step(model, optimizer, batch: dict[str, torch.Tensor], index: int) -> None:
-    """Run one optimizer step with the module's own training_step, without a Trainer."""
-    loss = model.training_step(batch, index)
+    """Run one optimizer step on the module's own loss, as its training_step does, without a Trainer."""
+    loss = model._shared_step(batch, "train")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -612,7 +833,13 @@ def run_to_auroc(case: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_profile(case: dict[str, Any]) -> dict[str, Any]:
-    """Profile Lightning training steps with torch.profiler and write the operator table."""
+    """Profile two Lightning epochs with torch.profiler and two more with cProfile, and write their tables.
+
+    The torch.profiler table lists the operators by their own CPU time. The cProfile
+    tables list the Python functions by their own time and by their cumulative time, so
+    they show where Lightning's per-step work goes. cProfile slows down every Python
+    call, so its times overstate the share of Python-heavy code.
+    """
     from torch.profiler import ProfilerActivity, profile
 
     model, datamodule, _, _ = _lightning_parts(case)
@@ -621,9 +848,19 @@ def run_profile(case: dict[str, Any]) -> dict[str, Any]:
     with profile(activities=activities) as profiler:
         trainer.fit(model, datamodule=datamodule)
     table = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
-    name = f"profile-{case['data']}-{case['device']}-batch-{case['batch_size'] or 'full'}.txt"
-    _write(Path(case["out"]) / name, table + "\n")
-    return {"notes": f"operator table in {name} (2 epochs)"}
+    suffix = f"{case['data']}-{case['device']}-batch-{case['batch_size'] or 'full'}.txt"
+    _write(Path(case["out"]) / f"profile-{suffix}", table + "\n")
+
+    model, datamodule, _, _ = _lightning_parts(case)
+    trainer = make_trainer(case, 2, [], validate=False)
+    python_profiler = cProfile.Profile()
+    python_profiler.runcall(trainer.fit, model, datamodule=datamodule)
+    stream = io.StringIO()
+    python_statistics = pstats.Stats(python_profiler, stream=stream)
+    python_statistics.sort_stats("tottime").print_stats(30)
+    python_statistics.sort_stats("cumulative").print_stats(60)
+    _write(Path(case["out"]) / f"cprofile-{suffix}", stream.getvalue())
+    return {"notes": f"operator table in profile-{suffix}, Python functions in cprofile-{suffix} (2 epochs each)"}
 
 
 def load_synthetic(case: dict[str, Any]):
@@ -677,7 +914,7 @@ def _synthetic_lightning(case: dict[str, Any], data, split) -> dict[str, Any]:
     start = time.perf_counter()
     dataset = datamodule.train_dataloader().dataset
     build_seconds = time.perf_counter() - start
-    examples = len(dataset.tensors["row"]) if isinstance(dataset, EpochBatches) else dataset.labels.numel()
+    examples = epoch_examples(dataset)
     del dataset
     clock = EpochClock()
     make_trainer(case, case["epochs"], [clock], validate=False).fit(model, datamodule=datamodule)
