@@ -10,16 +10,36 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
 from hybridmf.data.features import LABEL_LEAK_SOURCES, expand_feature_names
+
+logger = logging.getLogger(__name__)
+
+# The shipped default configuration of each protocol, relative to the repository root.
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_CONFIGS = {"warm": "default-warm.yaml", "cold-drug": "default-new-drug.yaml"}
+
+
+def shipped_default(protocol: str) -> Path | None:
+    """Return the shipped default configuration file of a protocol, or None when there is none.
+
+    The files live in ``configs/`` of a source checkout; an installed package without
+    them falls back to the built-in defaults.
+    """
+    name = DEFAULT_CONFIGS.get(protocol)
+    if name is None or not (CONFIGS_DIR / name).is_file():
+        return None
+    return CONFIGS_DIR / name
 
 
 def _option(default: Any, help: str, choices: tuple | None = None, **extra: Any) -> Any:
@@ -120,6 +140,8 @@ class FitConfig:
     )
     # Optimization.
     l2: float = _option(0.0, "L2 penalty on the latent vectors of each batch")
+    row_feature_l2: float = _option(0.0, "L2 penalty on the weights of the drug (row) feature encoder, per step")
+    col_feature_l2: float = _option(0.0, "L2 penalty on the weights of the ADR (column) feature encoder, per step")
     optimizer: str = _option(
         "rmsprop", "optimizer", choices=("adam", "adamw", "rmsprop", "sgd", "adagrad")
     )
@@ -128,6 +150,12 @@ class FitConfig:
     batch_size: int = _option(2000, "training examples per batch")
     max_epochs: int = _option(20, "number of training epochs")
     patience: int | None = _option(None, "stop after this many epochs without a better validation AUROC")
+    select_epoch: str = _option(
+        "best",
+        "checkpoint to keep: the epoch with the best validation AUROC, or the last epoch (a fixed "
+        "epoch count; evaluate.py then trains each fold on its whole training part)",
+        choices=("best", "last"),
+    )
     val_every_n_epochs: int = _option(
         1, "validate every this many epochs (validation can cost more than a full-batch training epoch)", minimum=1
     )
@@ -141,6 +169,12 @@ class FitConfig:
     )
     out: str | None = _option(None, "output directory (default: runs/fit-<date>-<time>)")
     resume: str | None = _option(None, "checkpoint to continue training from (optimizer state, epoch, RNG)")
+    checkpoint_every_n_epochs: int = _option(
+        1,
+        "write checkpoints/last.ckpt every this many epochs, rounded down to a divisor of max_epochs so "
+        "the last epoch is always written; full-batch runs of hundreds of epochs need not write each one",
+        minimum=1,
+    )
     checkpoint_every_n_steps: int | None = _option(
         None, "also write checkpoints/last.ckpt every this many training steps (default: after each epoch only)", minimum=1
     )
@@ -208,6 +242,31 @@ class FitConfig:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()}
 
 
+def default_fit_config(first: argparse.Namespace) -> Path | None:
+    """Return the shipped default of ``scripts/fit.py``: the warm one, or the new-drug one for ``--split cold``.
+
+    Your own data (``--interactions``) gets the default only when it names no MEF feature
+    source, because MEF sources need the MEF files.
+    """
+    path = shipped_default("warm" if first.split == "warm" else "cold-drug")
+    if path is not None and first.interactions is not None and _uses_mef_features(path):
+        return None
+    return path
+
+
+def default_evaluate_config(first: argparse.Namespace) -> Path | None:
+    """Return the shipped default of ``scripts/evaluate.py`` for the protocol on the command line."""
+    path = shipped_default(first.protocol)
+    if path is not None and first.interactions is not None and _uses_mef_features(path):
+        return None
+    return path
+
+
+def _uses_mef_features(path: Path) -> bool:
+    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return values.get("features", "none") != "none" or bool(values.get("drug_sources")) or bool(values.get("adr_sources"))
+
+
 def _field_type(config_class: type, name: str) -> Any:
     hints = typing.get_type_hints(config_class)
     return hints[name]
@@ -222,7 +281,11 @@ def build_parser(config_class: type = FitConfig, description: str | None = None)
         8
     """
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--config", help="YAML file of options (keys as below, with underscores); flags override it")
+    parser.add_argument(
+        "--config",
+        help="YAML file of options (keys as below, with underscores); flags override it. "
+        "'none' uses the built-in defaults of the options below",
+    )
     for item in dataclasses.fields(config_class):
         flag = "--" + item.name.replace("_", "-")
         kind = _field_type(config_class, item.name)
@@ -270,17 +333,35 @@ def load_yaml(path: str | os.PathLike, config_class: type = FitConfig) -> dict[s
     return values
 
 
-def parse_config(argv: list[str] | None = None, config_class: type = FitConfig, description: str | None = None):
+def parse_config(
+    argv: list[str] | None = None,
+    config_class: type = FitConfig,
+    description: str | None = None,
+    default_config: Callable[[argparse.Namespace], Path | None] | None = None,
+):
     """Parse the command line (and its ``--config`` file) into a ``config_class`` instance.
+
+    Args:
+        argv: Command-line arguments; None reads ``sys.argv``.
+        config_class: The dataclass to fill.
+        description: Help text of the parser.
+        default_config: Returns the YAML file to apply when ``--config`` is not given,
+            from a first parse of the command line (so it can depend on ``--protocol``),
+            or None for the dataclass defaults. ``--config none`` skips it.
 
     Raises:
         SystemExit: With argparse's usage message when an option is invalid.
     """
     parser = build_parser(config_class, description)
     first, _ = parser.parse_known_args(argv)
-    if first.config is not None:
+    config_file = first.config
+    if config_file is None and default_config is not None:
+        config_file = default_config(first)
+        if config_file is not None:
+            logger.info("no --config given: using the shipped default %s (--config none for the built-in defaults)", config_file)
+    if config_file is not None and str(config_file) != "none":
         try:
-            parser.set_defaults(**load_yaml(first.config, config_class))
+            parser.set_defaults(**load_yaml(config_file, config_class))
         except (OSError, ValueError) as error:
             parser.error(str(error))
     arguments = vars(parser.parse_args(argv))
@@ -317,3 +398,30 @@ class EvaluateConfig(FitConfig):
     knn_neighbors: int = _option(20, "neighbours of the row_knn, column_knn and feature_knn baselines")
     ease_l2: float = _option(100.0, "L2 regularisation strength lambda of the ease baseline")
     out: str | None = _option(None, "output directory (default: runs/evaluate-<protocol>-<date>-<time>)")
+
+
+@dataclass
+class TuneConfig(FitConfig):
+    """Options of a hyperparameter search: every ``FitConfig`` option plus the study's.
+
+    The ``FitConfig`` options form the base configuration; the search replaces the ones
+    its space draws (see ``hybridmf.tuning.suggest``). The search trains on an inner split
+    of one outer fold's training part, so the fold's test pairs stay unseen.
+    """
+
+    protocol: str = _option("warm", "protocol whose fold is searched on", choices=PROTOCOLS)
+    folds: int = _option(5, "number of outer cross-validation folds, as in evaluate.py", minimum=2)
+    fold: int = _option(0, "outer fold whose training part is searched on", minimum=0)
+    inner_val_fraction: float = _option(
+        0.2, "share of the fold's training pairs (warm) or drugs (cold) that scores the trials"
+    )
+    trials: int = _option(40, "trials to run in this call (a stored study continues)", minimum=1)
+    objective: str = _option(
+        "balanced",
+        "value to maximize: mean of AUROC, AUPR and NDCG@k as ratios to popularity, or one metric",
+        choices=("balanced", "auroc", "aupr", "ndcg"),
+    )
+    storage: str | None = _option(
+        None, "SQLite file that stores the study, so an interrupted search continues (default: <output>.db)"
+    )
+    output: str = _option("configs/tuned.yaml", "YAML file the best configuration is written to")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -199,6 +200,8 @@ def build_model(config: FitConfig, data: InteractionData, split: Split) -> Hybri
         pos_weight=config.pos_weight,
         margin=config.margin,
         l2=config.l2,
+        row_feature_l2=config.row_feature_l2,
+        col_feature_l2=config.col_feature_l2,
         optimizer=config.optimizer,
         lr=config.lr,
         weight_decay=config.weight_decay,
@@ -278,9 +281,9 @@ def build_trainer(config: FitConfig, out_dir: Path, monitor: bool) -> tuple[pl.T
     With ``monitor`` and ``config.patience`` set, training also stops after ``patience``
     epochs without a better validation AUROC.
 
-    ``checkpoints/last.ckpt`` is written after every epoch and, with
-    ``config.checkpoint_every_n_steps``, also every that many training steps, so a run
-    that is killed loses at most the steps since then. Every checkpoint also contains the
+    ``checkpoints/last.ckpt`` is written every ``checkpoint_interval(config)`` epochs (after
+    every epoch by default) and, with ``config.checkpoint_every_n_steps``, also every that
+    many training steps, so a run that is killed loses at most the steps since then. Every checkpoint also contains the
     random states (``RandomStateCheckpoint``), so ``--resume`` repeats the interrupted
     run exactly on the CPU. With ``config.progress`` the progress bar is redrawn every
     ``PROGRESS_REFRESH_STEPS`` training steps and at the end of each epoch.
@@ -296,6 +299,7 @@ def build_trainer(config: FitConfig, out_dir: Path, monitor: bool) -> tuple[pl.T
         save_top_k=1,
         save_last=True,
         auto_insert_metric_name=False,
+        every_n_epochs=None if monitor else checkpoint_interval(config),
     )
     if config.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=PROGRESS_REFRESH_STEPS))
@@ -344,10 +348,22 @@ def resume_callbacks(config: FitConfig, out_dir: Path, monitor: bool) -> list[pl
     # monitor=None with save_top_k=1 and a fixed file name overwrites last.ckpt each time.
     last = dict(dirpath=directory, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
     if monitor:
-        callbacks.append(ModelCheckpoint(**last, every_n_epochs=1))
+        callbacks.append(ModelCheckpoint(**last, every_n_epochs=checkpoint_interval(config)))
     if config.checkpoint_every_n_steps is not None:
         callbacks.append(ModelCheckpoint(**last, every_n_train_steps=config.checkpoint_every_n_steps))
     return callbacks
+
+
+def checkpoint_interval(config: FitConfig) -> int:
+    """Return the epochs between two writes of ``last.ckpt``: a divisor of ``max_epochs``, so the last epoch is written.
+
+    Example:
+        >>> checkpoint_interval(FitConfig(checkpoint_every_n_epochs=50, max_epochs=300))
+        50
+        >>> checkpoint_interval(FitConfig(checkpoint_every_n_epochs=50, max_epochs=120))
+        10
+    """
+    return math.gcd(config.checkpoint_every_n_epochs, config.max_epochs)
 
 
 def output_dir(config: FitConfig) -> Path:
@@ -420,7 +436,8 @@ class TrainedModel:
 
     Attributes:
         model: The selected checkpoint, loaded on the CPU in eval mode: the epoch with the
-            best validation AUROC when the split holds out pairs, else the last epoch.
+            best validation AUROC when the split holds out pairs and ``select_epoch`` is
+            ``"best"``, else the last epoch.
         checkpoint: Path of the selected checkpoint.
         last_checkpoint: Path of the last epoch's checkpoint.
         epochs: Number of epochs trained, fewer than ``max_epochs`` after early stopping.
@@ -460,7 +477,7 @@ def train_split(config: FitConfig, data: InteractionData, split: Split, out_dir:
     trainer, checkpoint = build_trainer(config, out_dir, monitor)
     trainer.fit(model, datamodule=datamodule, ckpt_path=config.resume)
 
-    selected = checkpoint.best_model_path if monitor else checkpoint.last_model_path
+    selected = checkpoint.best_model_path if monitor and config.select_epoch == "best" else checkpoint.last_model_path
     stored = torch.load(selected, map_location="cpu", weights_only=True)
     return TrainedModel(
         model=HybridMF.load_from_checkpoint(selected, map_location="cpu").eval(),

@@ -1,5 +1,9 @@
 """Cross-validate the model and the baselines under one protocol and write a report.
 
+Without --config, the protocol's shipped default configuration is evaluated
+(configs/default-warm.yaml for warm, configs/default-new-drug.yaml for cold-drug); flags
+override it, and --config none keeps the built-in option defaults.
+
 Writes DIR/report.md, DIR/results.csv (one line per method and fold),
 DIR/precision_at_k.csv, DIR/run.json, the figures DIR/*.png and, per fold, the model's
 checkpoints and training log under DIR/fold-<i>/.
@@ -18,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from hybridmf.config import EvaluateConfig, parse_config
+from hybridmf.config import EvaluateConfig, default_evaluate_config, parse_config
 from hybridmf.evaluation.protocols import ProtocolResult, run_protocol
 from hybridmf.evaluation.report import SUMMARY_METRICS, format_summary, write_report
 
@@ -44,7 +48,7 @@ def git_commit() -> str | None:
 def main(argv: list[str] | None = None) -> ProtocolResult:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else list(argv)
-    config = parse_config(argv, EvaluateConfig, description=__doc__.splitlines()[0])
+    config = parse_config(argv, EvaluateConfig, description=__doc__.splitlines()[0], default_config=default_evaluate_config)
     out_dir = Path(config.out) if config.out is not None else Path("runs") / time.strftime(
         f"evaluate-{config.protocol}-%Y%m%d-%H%M%S"
     )

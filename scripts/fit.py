@@ -1,5 +1,10 @@
 """Train a hybridmf model and write its checkpoints and validation metrics.
 
+Without --config, the shipped default configuration is applied: configs/default-warm.yaml
+for --split warm (known drugs) and configs/default-new-drug.yaml for --split cold (new
+drugs). Flags override it; --config configs/keras-original.yaml reproduces the original
+Keras prototype, and --config none keeps the built-in option defaults.
+
 Examples:
     python scripts/fit.py --features none --data-dir ../shared/data/mef
     python scripts/fit.py --config configs/keras-original.yaml --max-epochs 5
@@ -12,13 +17,13 @@ from __future__ import annotations
 import logging
 import sys
 
-from hybridmf.config import FitConfig, parse_config
+from hybridmf.config import FitConfig, default_fit_config, parse_config
 from hybridmf.training import run_fit
 
 
 def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = parse_config(argv, FitConfig, description=__doc__.splitlines()[0])
+    config = parse_config(argv, FitConfig, description=__doc__.splitlines()[0], default_config=default_fit_config)
     metrics = run_fit(config)
     if not metrics:
         # Processes other than process 0 of a distributed run return no metrics.

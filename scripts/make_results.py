@@ -31,14 +31,42 @@ from hybridmf.evaluation.report import compare_with_best_baseline, format_summar
 
 logger = logging.getLogger("make_results")
 
-# (name, title, evaluate.py arguments). The name is the output folder and figure prefix.
+# Configurations shown in full: (name, title, evaluate.py arguments). The name is the output
+# folder and figure prefix. Without --config, evaluate.py applies the protocol's shipped
+# default (configs/default-warm.yaml, configs/default-new-drug.yaml).
 RUNS = (
-    ("warm-none-bce", "warm, no side features, BCE loss", ["--protocol", "warm", "--features", "none", "--loss", "bce"]),
+    ("warm-default", "warm, shipped default (configs/default-warm.yaml)", ["--protocol", "warm"]),
     (
-        "cold-drug-none-bce",
-        "cold-drug, no side features, BCE loss",
-        ["--protocol", "cold-drug", "--features", "none", "--loss", "bce"],
+        "cold-drug-default",
+        "cold-drug, shipped new-drug default (configs/default-new-drug.yaml)",
+        ["--protocol", "cold-drug"],
     ),
+    (
+        "warm-keras",
+        "warm, the original Keras prototype (configs/keras-original.yaml)",
+        ["--protocol", "warm", "--config", "configs/keras-original.yaml", "--methods", "model"],
+    ),
+)
+# Variants of the shipped defaults, model only (the baselines are those of the runs
+# above): (name, protocol, flags added to the protocol's default, what the line shows).
+VARIANTS = (
+    ("warm-none", "warm", ["--features", "none", "--drug-sources", "--adr-sources"], "no side features"),
+    ("warm-fingerprints", "warm", ["--features", "fingerprints", "--drug-sources"], "Morgan fingerprints as drug features"),
+    ("warm-all", "warm", ["--features", "all", "--drug-sources"], "every MEF drug and ADR feature source"),
+    ("warm-triplet", "warm", ["--loss", "triplet"], "BPR triplet loss instead of weighted BCE"),
+    ("warm-no-blend", "warm", ["--blend", "none"], "ablation: no EASE blend"),
+    ("warm-no-bias", "warm", ["--no-bias"], "ablation: no per-drug and per-ADR biases"),
+    ("warm-no-l2", "warm", ["--l2", "0"], "ablation: no L2 on the latent vectors"),
+    ("warm-pos-weight-50", "warm", ["--pos-weight", "50"], "ablation: the prototype's positive weight 50"),
+    ("warm-k-5", "warm", ["--k", "5"], "ablation: the prototype's latent size 5"),
+    ("warm-batch-2000", "warm", ["--batch-size", "2000", "--max-epochs", "20"], "ablation: the prototype's batch 2000, 20 epochs"),
+    ("cold-drug-fingerprints", "cold-drug", ["--drug-sources", "fingerprint"], "Morgan fingerprints instead of the default drug features"),
+    ("cold-drug-all", "cold-drug", ["--features", "all", "--drug-sources"], "every MEF drug and ADR feature source"),
+    ("cold-drug-triplet", "cold-drug", ["--loss", "triplet"], "BPR triplet loss instead of weighted BCE"),
+    ("cold-drug-no-bias", "cold-drug", ["--no-bias"], "ablation: no per-ADR biases"),
+    ("cold-drug-no-feature-l2", "cold-drug", ["--row-feature-l2", "0"], "ablation: no L2 on the drug encoder weights"),
+    ("cold-drug-no-l2", "cold-drug", ["--l2", "0"], "ablation: no L2 on the latent vectors"),
+    ("cold-drug-row-ids", "cold-drug", ["--row-ids"], "ablation: drug ID embeddings next to the features"),
 )
 COMMON_ARGUMENTS = ["--folds", "5", "--seed", "0", "--no-progress"]
 RUNS_DIR = Path("runs/results")
@@ -117,6 +145,33 @@ def render_run(name: str, title: str) -> str:
     return "\n".join(lines)
 
 
+def render_variants(protocol: str) -> str:
+    """Return a Markdown table of the variants of one protocol, the default run first."""
+    default = RUNS_DIR / f"{protocol}-default"
+    lines = [
+        f"### {protocol}: variants and ablations of the default",
+        "",
+        "Each line is the shipped default with the flags shown, evaluated like the default "
+        f"(`python scripts/evaluate.py --protocol {protocol} <flags> --methods model` plus the "
+        "common options above). Cells are the model's mean ± sd over the 5 folds.",
+        "",
+        "| configuration | flags | " + " | ".join(COMPARED_METRICS) + " |",
+        "| --- | --- | " + " | ".join("---:" for _ in COMPARED_METRICS) + " |",
+    ]
+    entries = [(default, "shipped default", [])]
+    entries += [(RUNS_DIR / name, meaning, flags) for name, kind, flags, meaning in VARIANTS if kind == protocol]
+    for run_dir, meaning, flags in entries:
+        if not (run_dir / "results.csv").is_file():
+            logger.warning("no finished run in %s, so it is left out of the docs", run_dir)
+            continue
+        results = pd.read_csv(run_dir / "results.csv")
+        model = results[results["method"] == "model"]
+        cells = [f"{model[name].mean():.3f} ± {model[name].std():.3f}" for name in COMPARED_METRICS]
+        shown = f"`{' '.join(flags)}`" if flags else "–"
+        lines.append(f"| {meaning} | {shown} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_section(section: str) -> None:
     """Replace the generated section of docs/results.md, or create the file around it."""
     block = f"{BEGIN}\n{section.rstrip()}\n{END}\n"
@@ -138,7 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="local MEF copy, passed on to evaluate.py")
-    parser.add_argument("--only", nargs="*", default=None, choices=[name for name, _, _ in RUNS],
+    names = [name for name, _, _ in RUNS] + [name for name, _, _, _ in VARIANTS]
+    parser.add_argument("--only", nargs="*", default=None, choices=names,
                         help="rerun only these configurations (the docs still show all)")
     parser.add_argument("--render-only", action="store_true", help="rewrite the docs from existing runs, run nothing")
     arguments, extra = parser.parse_known_args(argv)
@@ -149,6 +205,9 @@ def main(argv: list[str] | None = None) -> None:
         for name, _, evaluate_arguments in RUNS:
             if arguments.only is None or name in arguments.only:
                 run_configuration(name, evaluate_arguments, extra)
+        for name, protocol, flags, _ in VARIANTS:
+            if arguments.only is None or name in arguments.only:
+                run_configuration(name, ["--protocol", protocol, *flags, "--methods", "model"], extra)
 
     sections = [INTRODUCTION]
     for name, title, _ in RUNS:
@@ -156,6 +215,8 @@ def main(argv: list[str] | None = None) -> None:
             sections.append(render_run(name, title))
         else:
             logger.warning("no finished run in %s, so %s is left out of the docs", RUNS_DIR / name, name)
+    for protocol in dict.fromkeys(protocol for _, protocol, _, _ in VARIANTS):
+        sections.append(render_variants(protocol))
     write_section("\n".join(sections))
 
 

@@ -13,7 +13,8 @@ Protocols, each a k-fold cross-validation seeded by ``config.seed``:
   ``row_auroc`` is the mean over ADRs of the AUROC of that ADR's ranking of drugs. The
   top-k metrics such as ``ndcg@k`` and ``precision@k`` look at the top k drugs of each
   ADR. The pooled ``auroc`` and ``aupr`` are unchanged by the transpose. The model options
-  ``row_ids`` and ``col_ids`` are swapped with the data, so they keep naming drugs and ADRs.
+  ``row_ids``, ``col_ids``, ``row_feature_l2`` and ``col_feature_l2`` are swapped with the
+  data, so they keep naming drugs and ADRs.
 
 No fold leaks into its own training. Everything fitted on data is fitted inside each fold
 on the training part only: the model, anything :func:`hybridmf.training.build_model`
@@ -25,7 +26,8 @@ its SMILES, and no label enters them.
 Model selection. The model of a fold is trained on an inner split of the fold's training
 part (:func:`hybridmf.data.splits.inner_split`): ``config.val_fraction`` of the training
 pairs (warm) or training rows (cold) is held out, and the checkpoint with the best inner
-validation AUROC is scored on the test fold. With ``val_fraction == 0`` the model trains
+validation AUROC is scored on the test fold. With ``val_fraction == 0`` or
+``select_epoch == "last"`` (a fixed epoch count, as the shipped defaults use) the model trains
 ``max_epochs`` epochs on the whole training part and the last epoch is scored. The test
 fold never selects anything. The baselines have nothing to select and are fitted on the
 whole training part, inner validation pairs included.
@@ -66,6 +68,7 @@ __all__ = [
     "default_methods",
     "evaluate_fold",
     "fingerprint_features",
+    "oriented_config",
     "protocol_folds",
     "run_protocol",
 ]
@@ -278,11 +281,17 @@ class ProtocolResult:
     wall_seconds: float = math.nan
 
 
-def _oriented_config(config: FitConfig, protocol: str) -> FitConfig:
-    """Return the config to train with: ``row_ids`` and ``col_ids`` follow a transpose."""
+def oriented_config(config: FitConfig, protocol: str) -> FitConfig:
+    """Return the config to train with: the per-side options follow a transpose."""
     if protocol != "cold-adr":
         return config
-    return dataclasses.replace(config, row_ids=config.col_ids, col_ids=config.row_ids)
+    return dataclasses.replace(
+        config,
+        row_ids=config.col_ids,
+        col_ids=config.row_ids,
+        row_feature_l2=config.col_feature_l2,
+        col_feature_l2=config.row_feature_l2,
+    )
 
 
 def _baseline_factories(
@@ -324,10 +333,21 @@ def _check_methods(
     return methods
 
 
+def inner_fraction(config: FitConfig) -> float:
+    """Return the share of a fold's training part held out to select the epoch: none with ``select_epoch`` last.
+
+    Example:
+        >>> inner_fraction(FitConfig(val_fraction=0.1, select_epoch="last"))
+        0.0
+    """
+    return 0.0 if config.select_epoch == "last" else config.val_fraction
+
+
 def _selection_text(config: FitConfig, protocol: str) -> str:
     """Describe in words how the model's checkpoint is chosen."""
-    if config.val_fraction == 0:
-        return f"last epoch of {config.max_epochs}, trained on the whole training part of each fold (val_fraction 0)"
+    if inner_fraction(config) == 0:
+        reason = "val_fraction 0" if config.val_fraction == 0 else "select_epoch last"
+        return f"last epoch of {config.max_epochs}, trained on the whole training part of each fold ({reason})"
     unit = "pairs" if _split_kind(protocol) == "warm" else "rows"
     stopping = "" if config.patience is None else f", early stopping after {config.patience} epochs without improvement"
     return (
@@ -408,7 +428,7 @@ def run_protocol(
             entity,
         )
 
-    train_config = _oriented_config(config, protocol)
+    train_config = oriented_config(config, protocol)
     threshold = 0.0 if model_loss(config) == "bce" else None
     records: list[dict[str, object]] = []
     precision_records: list[dict[str, object]] = []
@@ -430,7 +450,7 @@ def run_protocol(
             if method == MODEL:
                 fold_dir = out_dir / f"fold-{fold}"
                 pl.seed_everything(config.seed, workers=True, verbose=False)
-                inner = inner_split(split, view.n_rows, config.val_fraction, config.seed)
+                inner = inner_split(split, view.n_rows, inner_fraction(config), config.seed)
                 trained = train_split(train_config, view, inner, fold_dir)
                 training_logs.append(fold_dir / "logs" / "metrics.csv")
                 extra = {"epochs": trained.epochs, "selected_epoch": trained.selected_epoch}

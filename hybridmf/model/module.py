@@ -84,6 +84,10 @@ class HybridMF(pl.LightningModule):
             pair with confidence weight ``w`` weighs ``pos_weight * w``.
         margin: Margin of the margin (hinge) loss.
         l2: Penalty on the squared norm of the latent vectors and biases of each batch.
+        row_feature_l2: Penalty on the sum of squared weights of the row feature encoder,
+            added once per training step. Wide feature vectors (thousands of fingerprint
+            bits or ATC codes for a few hundred drugs) need it to generalize to new rows.
+        col_feature_l2: The same for the column feature encoder.
         optimizer: One of ``OPTIMIZERS``.
         lr: Learning rate.
         weight_decay: Weight decay of the optimizer.
@@ -124,6 +128,8 @@ class HybridMF(pl.LightningModule):
         pos_weight: float = 50.0,
         margin: float = 1.0,
         l2: float = 0.0,
+        row_feature_l2: float = 0.0,
+        col_feature_l2: float = 0.0,
         optimizer: str = "rmsprop",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -283,6 +289,7 @@ class HybridMF(pl.LightningModule):
             penalty_cols = batch["col"]
         if self.hparams.l2 > 0:
             loss = loss + self.hparams.l2 * self._penalty(rows, penalty_cols)
+        loss = loss + self._encoder_penalty()
         self._record_loss(stage, loss, len(rows))
         return loss
 
@@ -309,6 +316,7 @@ class HybridMF(pl.LightningModule):
         if self.hparams.l2 > 0:
             # Every row meets every column once, so the per-pair mean is the per-entity mean.
             loss = loss + self.hparams.l2 * self._penalty(rows, cols)
+        loss = loss + self._encoder_penalty()
         self._record_loss(stage, loss, labels.numel())
         return loss
 
@@ -317,6 +325,16 @@ class HybridMF(pl.LightningModule):
         penalty = self.row_tower(rows).pow(2).sum(1).mean() + self.col_tower(cols).pow(2).sum(1).mean()
         if self.row_bias is not None:
             penalty = penalty + self.row_bias(rows).pow(2).mean() + self.col_bias(cols).pow(2).mean()
+        return penalty
+
+    def _encoder_penalty(self) -> Tensor | float:
+        """Return the weighted sum of squared weights (not biases) of the feature encoders."""
+        penalty: Tensor | float = 0.0
+        sides = ((self.row_tower, self.hparams.row_feature_l2), (self.col_tower, self.hparams.col_feature_l2))
+        for tower, strength in sides:
+            if strength > 0 and tower.encoder is not None:
+                squares = [weight.pow(2).sum() for weight in tower.encoder.parameters() if weight.dim() > 1]
+                penalty = penalty + strength * torch.stack(squares).sum()
         return penalty
 
     def _record_loss(self, stage: str, loss: Tensor, batch_size: int) -> None:

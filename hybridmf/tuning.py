@@ -1,0 +1,267 @@
+"""Hyperparameter search on an inner validation split of one cross-validation fold's training part.
+
+The test pairs of the fold are never seen: a trial trains on the inner training pairs and
+is scored on the inner validation pairs, both carved from the fold's training part by
+:func:`hybridmf.data.splits.inner_split`. A trial trains a fixed number of epochs
+(``max_epochs`` is searched) and keeps the last one, so nothing else looks at the inner
+validation pairs.
+
+The objective is ``balanced`` by default: the mean over AUROC, AUPR and NDCG@k of the
+trial's metric divided by the popularity baseline's metric on the same inner split. The
+ratios put the three metrics on one scale, so the search does not trade ranking quality
+for a small AUROC gain or the reverse. A single metric can be optimized instead.
+
+Optuna (``pip install "hybridmf[tune]"``) drives the search. A study stored in an SQLite
+file continues where it stopped when the same command runs again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import yaml
+
+from hybridmf.config import FitConfig
+from hybridmf.data.interactions import InteractionData
+from hybridmf.data.io import write_atomic
+from hybridmf.data.splits import Split, inner_split
+from hybridmf.evaluation.baselines import Popularity
+from hybridmf.evaluation.protocols import oriented_config, evaluate_fold, protocol_folds
+from hybridmf.training import load_data, train_split
+
+logger = logging.getLogger(__name__)
+
+OBJECTIVES = ("balanced", "auroc", "aupr", "ndcg")
+# Metrics that the balanced objective averages, as keys of RankingEvaluator.compute().
+BALANCED_METRICS = ("auroc", "aupr", "ndcg@{k}")
+
+
+@dataclass
+class TuningData:
+    """The data a study trains and scores on.
+
+    Attributes:
+        view: The data set the splits index (transposed for ``cold-adr``).
+        split: The inner split: training pairs and validation pairs, both from the
+            training part of one outer fold; the fold's test rows are excluded.
+        reference: The popularity baseline's metrics on ``split``.
+    """
+
+    view: InteractionData
+    split: Split
+    reference: dict[str, float]
+
+
+def tuning_data(
+    config: FitConfig,
+    protocol: str,
+    data: InteractionData | None = None,
+    n_folds: int = 5,
+    fold: int = 0,
+    val_fraction: float = 0.2,
+) -> TuningData:
+    """Carve the inner split of one fold's training part and score the popularity baseline on it.
+
+    Args:
+        config: Options of the runs; its data options load the data when ``data`` is None,
+            and its seed seeds the folds and the inner split.
+        protocol: ``"warm"``, ``"cold-drug"`` or ``"cold-adr"``.
+        data: The data set, or None to load it from ``config``.
+        n_folds: Number of outer folds, as in ``scripts/evaluate.py``.
+        fold: The outer fold whose training part is searched on.
+        val_fraction: Share of the fold's training pairs (warm) or rows (cold) held out
+            as inner validation.
+
+    Returns:
+        The view, the inner split and the popularity reference.
+
+    Raises:
+        ValueError: When ``fold`` or ``val_fraction`` is out of range.
+    """
+    if not 0 <= fold < n_folds:
+        raise ValueError(f"fold must lie in [0, {n_folds}), got {fold}")
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+    data = load_data(config) if data is None else data
+    view, folds = protocol_folds(data, protocol, n_folds, config.seed)
+    split = inner_split(folds[fold], view.n_rows, val_fraction, config.seed)
+    popularity = Popularity().fit(split.train_pairs, view.n_rows, view.n_cols)
+    reference = evaluate_fold(popularity.score_rows, split, view.n_rows, view.n_cols, config.eval_k).metrics
+    return TuningData(view, split, reference)
+
+
+def objective_value(metrics: dict[str, float], reference: dict[str, float], objective: str, k: int) -> float:
+    """Return the value a study maximizes.
+
+    Example:
+        >>> objective_value({"auroc": 0.9, "aupr": 0.2, "ndcg@10": 0.3},
+        ...                 {"auroc": 0.8, "aupr": 0.1, "ndcg@10": 0.3}, "balanced", 10)
+        1.375
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if objective == "balanced":
+        names = [name.format(k=k) for name in BALANCED_METRICS]
+        return float(np.mean([metrics[name] / reference[name] for name in names]))
+    name = f"ndcg@{k}" if objective == "ndcg" else objective
+    return float(metrics[name])
+
+
+def evaluate_config(config: FitConfig, protocol: str, tuning: TuningData) -> dict[str, float]:
+    """Train on the inner training pairs for ``config.max_epochs`` epochs and score the inner validation pairs.
+
+    Checkpoints go to a temporary folder that is removed afterwards.
+    """
+    train_config = dataclasses.replace(
+        oriented_config(config, protocol), progress=False, resume=None, checkpoint_every_n_epochs=config.max_epochs
+    )
+    no_validation = dataclasses.replace(
+        tuning.split,
+        val_pairs=np.empty((0, 2), dtype=np.int64),
+        val_rows=np.empty(0, dtype=np.int64),
+        excluded_rows=tuning.split.cold_rows,
+        kind="warm",
+    )
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    folder = Path(tempfile.mkdtemp(prefix="hybridmf-trial-"))
+    try:
+        trained = train_split(train_config, tuning.view, no_validation, folder)
+        return evaluate_fold(
+            trained.model.score_rows, tuning.split, tuning.view.n_rows, tuning.view.n_cols, config.eval_k
+        ).metrics
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def suggest(trial: Any, config: FitConfig) -> dict[str, Any]:
+    """Draw one point of the search space that fits ``config``'s model family.
+
+    Every family searches the learning rate, the embedding penalty, the latent size, the
+    number of full-batch epochs and the bias terms. The weighted BCE loss adds the
+    positive weight, triplet losses the negatives per positive, and a side with features
+    the penalty of its encoder.
+
+    Args:
+        trial: An ``optuna.Trial``.
+        config: The base configuration; its loss and features select the space.
+
+    Returns:
+        Option names of ``FitConfig`` and their values.
+    """
+    values: dict[str, Any] = {
+        "lr": trial.suggest_float("lr", 3e-3, 5e-2, log=True),
+        "l2": trial.suggest_float("l2", 1e-3, 3.0, log=True),
+        "k": trial.suggest_categorical("k", [32, 64, 128]),
+        "max_epochs": trial.suggest_int("max_epochs", 100, 500, step=50),
+        "bias": trial.suggest_categorical("bias", [True, False]),
+    }
+    if config.loss == "bce":
+        values["pos_weight"] = trial.suggest_float("pos_weight", 2.0, 50.0, log=True)
+    else:
+        values["neg_ratio"] = trial.suggest_int("neg_ratio", 1, 16, log=True)
+    drug_sources, adr_sources = config.feature_sources()
+    if drug_sources or config.row_feature_files:
+        values["row_feature_l2"] = trial.suggest_float("row_feature_l2", 1e-5, 1.0, log=True)
+    if adr_sources or config.col_feature_files:
+        values["col_feature_l2"] = trial.suggest_float("col_feature_l2", 1e-5, 1.0, log=True)
+    return values
+
+
+def run_study(
+    config: FitConfig,
+    protocol: str,
+    n_trials: int,
+    *,
+    objective: str = "balanced",
+    storage: str | None = None,
+    study_name: str | None = None,
+    tuning: TuningData | None = None,
+    space: Callable[[Any, FitConfig], dict[str, Any]] | None = None,
+) -> Any:
+    """Run (or continue) an Optuna study and return it.
+
+    Args:
+        config: The base configuration; each trial replaces the options that ``space``
+            draws.
+        protocol: The protocol whose inner split is searched on.
+        n_trials: Trials to add to the study in this call.
+        objective: One of ``OBJECTIVES``.
+        storage: Optuna storage URL, such as ``sqlite:///runs/tune.db``; None keeps the
+            study in memory.
+        study_name: Name of the study in ``storage``; a stored study of that name is continued.
+        tuning: The inner split, or None to carve it with :func:`tuning_data`.
+        space: Maps a trial and ``config`` to option values; None uses :func:`suggest`.
+
+    Returns:
+        The ``optuna.Study``. Each trial's user attributes hold its inner metrics.
+
+    Raises:
+        ImportError: When Optuna is not installed.
+    """
+    try:
+        import optuna
+    except ImportError as error:
+        raise ImportError('tuning needs Optuna: pip install "hybridmf[tune]"') from error
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    tuning = tuning_data(config, protocol) if tuning is None else tuning
+    space = suggest if space is None else space
+    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True)
+    # A continued study gets a fresh seed, so it does not draw its first points again.
+    study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.trials))
+
+    def run_trial(trial: Any) -> float:
+        values = space(trial, config)
+        started = time.perf_counter()
+        metrics = evaluate_config(dataclasses.replace(config, **values), protocol, tuning)
+        value = objective_value(metrics, tuning.reference, objective, config.eval_k)
+        for name in BALANCED_METRICS:
+            key = name.format(k=config.eval_k)
+            trial.set_user_attr(key, float(metrics[key]))
+        trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
+        logger.info(
+            "trial %d: %s = %.4f (auroc %.4f, aupr %.4f, ndcg@%d %.4f) in %.0f s with %s",
+            trial.number, objective, value, metrics["auroc"], metrics["aupr"], config.eval_k,
+            metrics[f"ndcg@{config.eval_k}"], time.perf_counter() - started, values,
+        )
+        return value if math.isfinite(value) else float("-inf")
+
+    keys = [name.format(k=config.eval_k) for name in BALANCED_METRICS]
+    study.set_user_attr("reference", {key: float(tuning.reference[key]) for key in keys})
+    study.optimize(run_trial, n_trials=n_trials)
+    return study
+
+
+def write_tuned_config(path: str | Path, base: dict[str, Any], study: Any, header: str) -> dict[str, Any]:
+    """Write the base options updated with the best trial's values as a commented YAML file.
+
+    Real values are rounded to three significant digits, which keeps the file readable;
+    the searched objective is flat at that scale.
+
+    Args:
+        path: The YAML file to write (atomically).
+        base: Options of the base configuration that the file repeats, such as the
+            features and the loss.
+        study: A finished ``optuna.Study``.
+        header: Comment lines placed above the options (without ``#``).
+
+    Returns:
+        The options written.
+    """
+    best = {name: float(f"{value:.3g}") if isinstance(value, float) else value for name, value in study.best_trial.params.items()}
+    options = {**base, **best}
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    text = "\n".join(lines) + "\n" + yaml.safe_dump(options, sort_keys=False)
+    write_atomic(Path(path), lambda temporary: temporary.write_text(text, encoding="utf-8"))
+    return options

@@ -1,0 +1,95 @@
+"""Search hyperparameters on an inner validation split and write the best configuration as YAML.
+
+The trials train on part of one outer fold's training pairs and are scored on the rest of
+them; the fold's test pairs are never used. The study is stored next to the output file
+(or in --storage), so running the same command again continues it.
+
+Examples:
+    python scripts/tune.py --protocol warm --trials 40 --output configs/default-warm.yaml \\
+        --data-dir ../shared/data/mef
+    python scripts/tune.py --protocol cold-drug --drug-sources atc --row-ids false \\
+        --trials 40 --output configs/default-new-drug.yaml
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from hybridmf.config import FitConfig, TuneConfig, parse_config
+from hybridmf.tuning import BALANCED_METRICS, run_study, write_tuned_config
+
+# Options that describe where data and outputs live or how the machine runs, not the model.
+NOT_MODEL_OPTIONS = {"data_dir", "out", "resume", "progress", "threads", "accelerator", "devices", "strategy", "num_nodes"}
+
+
+def base_options(config: TuneConfig) -> dict:
+    """Return the FitConfig options of ``config`` that differ from the defaults, model options only."""
+    defaults = FitConfig()
+    options = {}
+    for item in dataclasses.fields(FitConfig):
+        value = getattr(config, item.name)
+        if item.name not in NOT_MODEL_OPTIONS and value != getattr(defaults, item.name):
+            options[item.name] = list(value) if isinstance(value, tuple) else value
+    return options
+
+
+def main(argv: list[str] | None = None):
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    logging.getLogger("lightning").setLevel(logging.WARNING)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    config = parse_config(argv, TuneConfig, description=__doc__.splitlines()[0])
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    fit_options = {item.name: getattr(config, item.name) for item in dataclasses.fields(FitConfig)}
+    base = FitConfig(**{**fit_options, "progress": False})
+    output = Path(config.output)
+    storage = config.storage or str(output.with_suffix(".db"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    from hybridmf.tuning import tuning_data
+
+    tuning = tuning_data(base, config.protocol, n_folds=config.folds, fold=config.fold, val_fraction=config.inner_val_fraction)
+    study = run_study(
+        base,
+        config.protocol,
+        config.trials,
+        objective=config.objective,
+        storage=f"sqlite:///{storage}",
+        study_name=f"{config.protocol}-{output.stem}",
+        tuning=tuning,
+    )
+    best = study.best_trial
+    k = config.eval_k
+    keys = [name.format(k=k) for name in BALANCED_METRICS]
+    found = ", ".join(f"{key} {best.user_attrs[key]:.4f}" for key in keys)
+    reference = ", ".join(f"{key} {tuning.reference[key]:.4f}" for key in keys)
+    header = "\n".join(
+        [
+            f"Tuned by scripts/tune.py for the {config.protocol} protocol. Command:",
+            f"  python scripts/tune.py {shlex.join(argv)}",
+            f"Search: {len(study.trials)} trials (TPE, seed {config.seed}) on an inner split of the training part of",
+            f"outer fold {config.fold} of {config.folds} ({config.inner_val_fraction:g} held out); objective {config.objective}.",
+            f"Best trial {best.number}: {found}; popularity on the same split: {reference}.",
+            f"Finished {time.strftime('%Y-%m-%d')} on {platform.machine()} {platform.system()}, "
+            f"{time.time() - started:.0f} s for this call.",
+        ]
+    )
+    # Trials train a fixed number of epochs and keep the last one, so the file does too.
+    base = {**base_options(config), "select_epoch": "last", "val_every_n_epochs": 50, "checkpoint_every_n_epochs": 50}
+    options = write_tuned_config(output, base, study, header)
+    print(f"best {config.objective} {best.value:.4f} ({found}); popularity: {reference}")
+    print(f"wrote {output}: {options}")
+    return study
+
+
+if __name__ == "__main__":
+    main()

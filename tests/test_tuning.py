@@ -1,0 +1,98 @@
+"""Hyperparameter search: inner splits that never touch the test fold, the objective, the script."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import hybridmf.tuning
+
+from hybridmf.config import FitConfig, load_yaml
+from hybridmf.evaluation.protocols import protocol_folds
+from hybridmf.model.module import HybridMF
+from hybridmf.training import load_data
+from hybridmf.tuning import objective_value, tuning_data
+
+optuna = pytest.importorskip("optuna")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import tune  # noqa: E402
+
+
+def _rows(pairs: np.ndarray) -> set[tuple[int, int]]:
+    return {tuple(pair) for pair in pairs.tolist()}
+
+
+@pytest.mark.parametrize("protocol", ["warm", "cold-drug"])
+def test_tuning_split_stays_inside_the_fold_training_part(tiny_mef_dir: Path, protocol: str):
+    config = FitConfig(data_dir=str(tiny_mef_dir))
+    data = load_data(config)
+    tuning = tuning_data(config, protocol, data, n_folds=3, fold=1, val_fraction=0.3)
+    _, folds = protocol_folds(data, protocol, 3, config.seed)
+    outer = folds[1]
+    inner_pairs = _rows(tuning.split.train_pairs) | _rows(tuning.split.val_pairs)
+    assert inner_pairs == _rows(outer.train_pairs)
+    assert not inner_pairs & _rows(outer.val_pairs)
+    if protocol == "cold-drug":
+        # The fold's test drugs are neither trained on nor scored.
+        assert set(outer.val_rows) <= set(tuning.split.cold_rows)
+        assert not set(outer.val_rows) & set(tuning.split.val_rows)
+
+
+def test_objective_values():
+    metrics = {"auroc": 0.9, "aupr": 0.3, "ndcg@5": 0.4}
+    reference = {"auroc": 0.9, "aupr": 0.1, "ndcg@5": 0.2}
+    assert objective_value(metrics, reference, "balanced", 5) == pytest.approx((1 + 3 + 2) / 3)
+    assert objective_value(metrics, reference, "ndcg", 5) == 0.4
+    assert objective_value(metrics, reference, "aupr", 5) == 0.3
+    with pytest.raises(ValueError, match="objective must be one of balanced, auroc, aupr, ndcg, got 'f1'"):
+        objective_value(metrics, reference, "f1", 5)
+
+
+def test_tune_script_writes_a_loadable_config_and_continues_its_study(tiny_mef_dir: Path, tmp_path: Path, monkeypatch):
+    full_space = hybridmf.tuning.suggest
+
+    def short_trials(trial, config):
+        return {**full_space(trial, config), "max_epochs": 3}
+
+    monkeypatch.setattr(hybridmf.tuning, "suggest", short_trials)
+    output = tmp_path / "configs" / "tuned.yaml"
+    argv = [
+        "--data-dir", str(tiny_mef_dir), "--protocol", "warm", "--folds", "3", "--trials", "2",
+        "--batch-size", "100000", "--features", "fingerprints", "--fingerprint-bits", "64",
+        "--output", str(output),
+    ]
+    study = tune.main(argv)
+    assert len(study.trials) == 2
+    values = load_yaml(output)
+    config = FitConfig(**values)
+    # Base options that differ from the defaults are kept; searched ones are added.
+    assert (config.features, config.fingerprint_bits, config.batch_size) == ("fingerprints", 64, 100000)
+    assert {"lr", "l2", "k", "max_epochs", "bias", "pos_weight", "row_feature_l2"} <= set(values)
+    assert values["max_epochs"] == 100 or values["max_epochs"] % 50 == 0  # drawn, not the 3 trained here
+    assert "col_feature_l2" not in values and "data_dir" not in values
+    assert "outer fold 0 of 3" in output.read_text()
+    # The same command continues the stored study.
+    assert len(tune.main(argv).trials) == 4
+
+
+def test_encoder_penalty_adds_the_squared_weights_once_per_step():
+    torch.manual_seed(0)
+    plain = HybridMF(n_rows=4, n_cols=3, k=2, row_feature_dim=5, loss="bce")
+    penalized = HybridMF(n_rows=4, n_cols=3, k=2, row_feature_dim=5, loss="bce", row_feature_l2=0.5)
+    penalized.load_state_dict(plain.state_dict())
+    features = torch.rand(4, 5)
+    plain.set_features(row_features=features)
+    penalized.set_features(row_features=features)
+    batch = {"rows": torch.arange(4), "labels": (torch.rand(4, 3) > 0.5).float()}
+    weights = penalized.row_tower.encoder.layers[0].weight
+    expected = plain._shared_step(batch, "train") + 0.5 * weights.pow(2).sum()
+    assert torch.allclose(penalized._shared_step(batch, "train"), expected)
+    # The column side has no encoder, so its penalty has nothing to act on.
+    only_columns = HybridMF(n_rows=4, n_cols=3, k=2, row_feature_dim=5, loss="bce", col_feature_l2=9.0)
+    only_columns.load_state_dict(plain.state_dict())
+    only_columns.set_features(row_features=features)
+    assert torch.allclose(only_columns._shared_step(batch, "train"), plain._shared_step(batch, "train"))
