@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from hybridmf.data.features import LABEL_LEAK_SOURCES, expand_feature_names
+from hybridmf.model.blend import BLEND_METHODS, check_blend_options
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +160,15 @@ class FitConfig:
     val_every_n_epochs: int = _option(
         1, "validate every this many epochs (validation can cost more than a full-batch training epoch)", minimum=1
     )
+    # Ensemble.
+    blend: str = _option(
+        "none",
+        "after training, blend the selected model with the EASE item-item model by global rank (the quantile "
+        "of each score among all training candidate pairs); the blend is saved in the checkpoint",
+        choices=BLEND_METHODS,
+    )
+    blend_weight: float = _option(0.5, "share of the EASE part in the blend, from 0 (model only) to 1 (EASE only)")
+    blend_ease_l2: float = _option(100.0, "L2 regularisation strength lambda of the EASE part of the blend")
     # Evaluation and output.
     eval_k: int = _option(10, "cut-off k of the ranking metrics (NDCG@k, HR@k, precision@k, recall@k)")
     eval_pooled_sample: int | None = _option(
@@ -201,6 +211,7 @@ class FitConfig:
                 raise ValueError(
                     f"invalid value {value!r} for {item.name}; valid values: {', '.join(map(str, choices))}"
                 )
+        check_blend_options(self.blend, self.blend_weight, self.blend_ease_l2)
         _, adr_sources = self.feature_sources()
         leaking = [name for name in adr_sources if name in LABEL_LEAK_SOURCES]
         if leaking and not self.allow_label_leak:

@@ -10,11 +10,14 @@ data frames with one line per pair:
   ``row_label`` and ``col_label``);
 - ``score``: the model's logit. ``score_matrix``, ``rank_cols`` and ``rank_unknown_pairs``
   take it from ``HybridMF.score_rows`` unchanged. ``score_pairs`` and ``rank_rows`` score
-  single pairs with ``HybridMF.forward``, which agrees up to float rounding;
+  single pairs with ``HybridMF.score_pairs``, which agrees up to float rounding. For a
+  model trained with ``--blend ease`` it is the blended score of ``HybridMF.score_rows``,
+  except for new molecules, which get the network's logits;
 - ``probability``: ``sigmoid(score)``. For a model trained with weighted BCE this is the
   model's estimate under a positive weight of ``pos_weight``, so it overstates the share
   of true positives. For a triplet loss (``bpr``, ``margin``) only the order of the scores
-  is trained, and the sigmoid is not a calibrated probability at all;
+  is trained, and the sigmoid is not a calibrated probability at all. For a blended
+  model it is the blended quantile level in [0, 1], not a probability either;
 - ``rank``: 1 for the highest score of the query;
 - ``known``: whether the pair is one of the known associations stored in the checkpoint.
 
@@ -470,14 +473,16 @@ class Ranker:
             yield torch.arange(start, min(start + self.chunk_rows, self.n_rows))
 
     def _score_rows(self, rows: Tensor) -> Tensor:
-        """Return the ``(n, C)`` float32 CPU logits of the rows ``(n,)`` via ``score_rows``."""
+        """Return the ``(n, C)`` float32 CPU scores of the rows ``(n,)`` via ``score_rows``."""
         return self.model.score_rows(rows.to(self.model.device)).float().cpu()
 
     def _score_pairs(self, rows: Tensor, cols: Tensor) -> Tensor:
-        """Return the ``(P,)`` float32 CPU logits of the pairs, scored in chunks."""
+        """Return the ``(P,)`` float32 CPU scores of the pairs via ``score_pairs``, in chunks."""
         step = self.chunk_rows * self.n_cols
         pieces = [
-            self.model(rows[start : start + step].to(self.model.device), cols[start : start + step].to(self.model.device))
+            self.model.score_pairs(
+                rows[start : start + step].to(self.model.device), cols[start : start + step].to(self.model.device)
+            )
             for start in range(0, len(rows), step)
         ]
         return torch.cat(pieces).float().cpu() if pieces else torch.empty(0)  # (P,)

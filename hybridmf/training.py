@@ -207,6 +207,9 @@ def build_model(config: FitConfig, data: InteractionData, split: Split) -> Hybri
         weight_decay=config.weight_decay,
         eval_k=config.eval_k,
         eval_pooled_sample=config.eval_pooled_sample,
+        blend=config.blend,
+        blend_weight=config.blend_weight,
+        blend_ease_l2=config.blend_ease_l2,
         featurizer=make_featurizer(row_features, col_features, config.fingerprint_radius, config.fingerprint_bits),
     )
     model.set_features(
@@ -455,11 +458,20 @@ class TrainedModel:
     datamodule: InteractionDataModule
 
 
-def train_split(config: FitConfig, data: InteractionData, split: Split, out_dir: Path) -> TrainedModel:
+def train_split(
+    config: FitConfig,
+    data: InteractionData,
+    split: Split,
+    out_dir: Path,
+    blend_pairs: np.ndarray | None = None,
+) -> TrainedModel:
     """Train a model on one split and load the checkpoint that validation selects.
 
     Checkpoints go to ``out_dir/checkpoints`` and the per-epoch log to
-    ``out_dir/logs/metrics.csv``.
+    ``out_dir/logs/metrics.csv``. With ``config.blend`` set, the blend is fitted on the
+    selected model (:meth:`HybridMF.fit_blend`) and the selected checkpoint is rewritten
+    with it, so that loading that file gives the blended model. Checkpoint selection
+    itself looks at the network alone.
 
     Args:
         config: Model, loss, optimization and hardware options. Its split options are
@@ -467,6 +479,9 @@ def train_split(config: FitConfig, data: InteractionData, split: Split, out_dir:
         data: The interaction data set.
         split: Training pairs, validation pairs and the rows training must not see.
         out_dir: Output directory of this run.
+        blend_pairs: ``(P, 2)`` training pairs of the blend's EASE part, or None for
+            ``split.train_pairs``. Cross-validation passes the whole training part of a
+            fold, which includes the inner validation pairs.
 
     Returns:
         The trained model and the paths and counts of the run.
@@ -479,8 +494,12 @@ def train_split(config: FitConfig, data: InteractionData, split: Split, out_dir:
 
     selected = checkpoint.best_model_path if monitor and config.select_epoch == "best" else checkpoint.last_model_path
     stored = torch.load(selected, map_location="cpu", weights_only=True)
+    model = HybridMF.load_from_checkpoint(selected, map_location="cpu").eval()
+    if config.blend != "none":
+        pairs = split.train_pairs if blend_pairs is None else blend_pairs
+        fit_blend_into_checkpoint(model, pairs, selected, stored, config.seed, trainer.global_rank == 0)
     return TrainedModel(
-        model=HybridMF.load_from_checkpoint(selected, map_location="cpu").eval(),
+        model=model,
         checkpoint=str(Path(selected).resolve()),
         last_checkpoint=str(Path(checkpoint.last_model_path).resolve()),
         epochs=int(trainer.current_epoch),
@@ -488,6 +507,32 @@ def train_split(config: FitConfig, data: InteractionData, split: Split, out_dir:
         trainer=trainer,
         datamodule=datamodule,
     )
+
+
+def fit_blend_into_checkpoint(
+    model: HybridMF, train_pairs: np.ndarray, path: str | Path, stored: dict[str, Any], seed: int, write: bool
+) -> None:
+    """Fit the blend of ``model`` and, with ``write``, store its state in the checkpoint file ``path``.
+
+    The file keeps everything else that ``stored`` (its loaded content) holds, such as the
+    optimizer state and the random states, so ``--resume`` from it still works, and it is
+    replaced atomically. In a distributed run every process fits the blend of its own
+    copy of the model and only process 0 passes ``write``.
+
+    Args:
+        model: The loaded selected checkpoint, built with a blend.
+        train_pairs: ``(P, 2)`` training pairs of the EASE part.
+        path: The checkpoint file the model was loaded from.
+        stored: The content of that file, as ``torch.load`` returned it.
+        seed: Seed of the sample of reference pairs (see :meth:`HybridMF.fit_blend`).
+        write: Whether to rewrite the file.
+    """
+    model.fit_blend(train_pairs, seed=seed)
+    if not write:
+        return
+    stored["state_dict"] = {name: value.detach().cpu() for name, value in model.state_dict().items()}
+    write_atomic(path, lambda temporary: torch.save(stored, temporary))
+    logger.info("wrote the fitted blend into %s", path)
 
 
 def run_fit(config: FitConfig) -> dict[str, Any]:
@@ -523,10 +568,14 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
         return {}
 
     k = config.eval_k
+    # Blended scores are not log-odds, so an accuracy at threshold 0 is not meaningful.
+    threshold = 0.0 if config.blend == "none" else None
     if monitor:
         datamodule.setup("validate")
         with torch.no_grad():
-            metrics = evaluate_scorer(run.model.score_rows, datamodule.val_chunks(), k, 0.0, config.eval_pooled_sample)
+            metrics = evaluate_scorer(
+                run.model.score_rows, datamodule.val_chunks(), k, threshold, config.eval_pooled_sample
+            )
         popularity = Popularity().fit(split.train_pairs, data.n_rows, data.n_cols)
         baseline = evaluate_scorer(popularity.score_rows, datamodule.val_chunks(), k, None, config.eval_pooled_sample)
         result = {name.format(k=k): metrics[name.format(k=k)] for name in REPORTED_METRICS}
@@ -544,7 +593,7 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
         everything = PositiveSet(split.train_pairs, data.n_rows, data.n_cols)
         chunks = RowChunks(torch.arange(data.n_rows), nothing, everything, chunk_size=1024)
         with torch.no_grad():
-            metrics = evaluate_scorer(run.model.score_rows, chunks, k, threshold=0.0)
+            metrics = evaluate_scorer(run.model.score_rows, chunks, k, threshold=threshold)
         result = {f"train_{name.format(k=k)}": metrics[name.format(k=k)] for name in REPORTED_METRICS}
         result.update(
             evaluated_on="training pairs only: val_fraction is 0, so every known pair was used "
@@ -563,6 +612,7 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
         col_feature_dim=int(run.model.hparams.col_feature_dim),
         loss=config.loss,
         model_loss=model_loss(config),
+        blend=config.blend,
         training_examples=datamodule.mode,
         last_checkpoint=run.last_checkpoint,
         wall_seconds=round(time.time() - started, 2),

@@ -149,8 +149,8 @@ def suggest(trial: Any, config: FitConfig) -> dict[str, Any]:
 
     Every family searches the learning rate, the embedding penalty, the latent size, the
     number of full-batch epochs and the bias terms. The weighted BCE loss adds the
-    positive weight, triplet losses the negatives per positive, and a side with features
-    the penalty of its encoder.
+    positive weight, triplet losses the negatives per positive, a blend its weight, and a
+    side with features the penalty of its encoder.
 
     Args:
         trial: An ``optuna.Trial``.
@@ -170,6 +170,8 @@ def suggest(trial: Any, config: FitConfig) -> dict[str, Any]:
         values["pos_weight"] = trial.suggest_float("pos_weight", 2.0, 50.0, log=True)
     else:
         values["neg_ratio"] = trial.suggest_int("neg_ratio", 1, 16, log=True)
+    if config.blend != "none":
+        values["blend_weight"] = trial.suggest_float("blend_weight", 0.0, 0.6)
     drug_sources, adr_sources = config.feature_sources()
     if drug_sources or config.row_feature_files:
         values["row_feature_l2"] = trial.suggest_float("row_feature_l2", 1e-5, 1.0, log=True)

@@ -226,7 +226,7 @@ def test_baselines_see_only_training_pairs(protocol, tmp_path: Path):
 def _fake_train_split(calls: list):
     """Return a stand-in for train_split that records its arguments and memorises pairs."""
 
-    def train_split(config, data, split, out_dir):
+    def train_split(config, data, split, out_dir, blend_pairs=None):
         calls.append((config, data, split))
         scorer = MemorisingScorer().fit(split.train_pairs, data.n_rows, data.n_cols)
         return TrainedModel(scorer, "best.ckpt", "last.ckpt", 3, 2, trainer=None, datamodule=None)

@@ -30,7 +30,8 @@ validation AUROC is scored on the test fold. With ``val_fraction == 0`` or
 ``select_epoch == "last"`` (a fixed epoch count, as the shipped defaults use) the model trains
 ``max_epochs`` epochs on the whole training part and the last epoch is scored. The test
 fold never selects anything. The baselines have nothing to select and are fitted on the
-whole training part, inner validation pairs included.
+whole training part, inner validation pairs included. So is the EASE part of a model
+trained with ``blend="ease"``, after the checkpoint is selected.
 """
 
 from __future__ import annotations
@@ -429,7 +430,8 @@ def run_protocol(
         )
 
     train_config = oriented_config(config, protocol)
-    threshold = 0.0 if model_loss(config) == "bce" else None
+    # Triplet-trained and blended scores are not log-odds, so their accuracy at 0 is not meaningful.
+    threshold = 0.0 if model_loss(config) == "bce" and config.blend == "none" else None
     records: list[dict[str, object]] = []
     precision_records: list[dict[str, object]] = []
     curves: dict[str, dict[str, np.ndarray]] = {}
@@ -451,7 +453,7 @@ def run_protocol(
                 fold_dir = out_dir / f"fold-{fold}"
                 pl.seed_everything(config.seed, workers=True, verbose=False)
                 inner = inner_split(split, view.n_rows, inner_fraction(config), config.seed)
-                trained = train_split(train_config, view, inner, fold_dir)
+                trained = train_split(train_config, view, inner, fold_dir, blend_pairs=split.train_pairs)
                 training_logs.append(fold_dir / "logs" / "metrics.csv")
                 extra = {"epochs": trained.epochs, "selected_epoch": trained.selected_epoch}
                 score_rows, method_threshold = trained.model.score_rows, threshold

@@ -23,6 +23,12 @@ constant added to all scores of a row leaves the loss unchanged. The validation
 triplet-trained models. The per-row ranking metrics (NDCG@k, row AUROC, ...) are. The
 pooled AUROC and AUPR compare scores across rows, which a triplet loss never does
 directly, so they can understate such a model.
+
+With ``blend="ease"`` the trained model is an ensemble with the EASE item-item model
+(``hybridmf.evaluation.baselines.EASE``). After training, :meth:`HybridMF.fit_blend`
+fits EASE on the training pairs and stores reference quantiles of both scorers, and from
+then on ``score_rows`` returns the blend of the two by global rank
+(``hybridmf.model.blend``). Training and validation epochs see the model's own logits.
 """
 
 from __future__ import annotations
@@ -31,13 +37,23 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
 from hybridmf import losses
 from hybridmf.distributed import merge_evaluator_across_processes
+from hybridmf.evaluation.baselines import EASE
 from hybridmf.evaluation.metrics import RankingEvaluator
+from hybridmf.model.blend import (
+    MAX_REFERENCE_PAIRS,
+    QUANTILE_GRID_SIZE,
+    blend_logits,
+    check_blend_options,
+    check_blend_size,
+    quantile_grid,
+)
 from hybridmf.model.heads import make_head
 from hybridmf.model.towers import Tower
 
@@ -53,6 +69,8 @@ OPTIMIZERS = {
     "adagrad": torch.optim.Adagrad,
 }
 LOSS_NAMES = ("bce", "bpr", "margin")
+# Score values held at once while fitting or scoring the EASE part of a blend: 4M float32 values, 16 MiB.
+REFERENCE_CHUNK_CELLS = 1 << 22
 
 
 class HybridMF(pl.LightningModule):
@@ -97,6 +115,15 @@ class HybridMF(pl.LightningModule):
         eval_pooled_sample: Estimate the pooled validation AUROC and AUPR on a sample of
             at most this many candidate pairs, which bounds the evaluator's memory; None
             keeps every candidate (exact). See ``RankingEvaluator``.
+        blend: ``"none"``, or ``"ease"`` to blend the trained model with EASE by global
+            rank once :meth:`fit_blend` has run. See :meth:`score_rows`.
+        blend_weight: Share of the EASE part of the blend, in [0, 1].
+        blend_ease_l2: L2 regularisation strength lambda of the EASE part.
+
+    Raises:
+        ValueError: When ``loss``, ``optimizer``, ``k`` or a blend option is invalid, or
+            ``blend="ease"`` is requested for more columns or cells than
+            ``hybridmf.model.blend`` allows.
 
     Example:
         >>> model = HybridMF(n_rows=3, n_cols=4, k=2)
@@ -136,6 +163,9 @@ class HybridMF(pl.LightningModule):
         eval_k: int = 10,
         featurizer: dict[str, Any] | None = None,
         eval_pooled_sample: int | None = None,
+        blend: str = "none",
+        blend_weight: float = 0.5,
+        blend_ease_l2: float = 100.0,
     ) -> None:
         super().__init__()
         if loss not in LOSS_NAMES:
@@ -144,6 +174,9 @@ class HybridMF(pl.LightningModule):
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        check_blend_options(blend, blend_weight, blend_ease_l2)
+        if blend != "none":
+            check_blend_size(n_rows, n_cols)
         self.save_hyperparameters()
         encoder = dict(
             encoder_hidden=tuple(encoder_hidden),
@@ -161,6 +194,8 @@ class HybridMF(pl.LightningModule):
         if bias:
             nn.init.zeros_(self.row_bias.weight)
             nn.init.zeros_(self.col_bias.weight)
+        if blend != "none":
+            self._register_blend_buffers(n_rows, n_cols)
         self.evaluator = RankingEvaluator(k=eval_k, threshold=0.0, pooled_sample=eval_pooled_sample)
         # Per stage: the sum of batch losses weighted by batch size, and the examples seen.
         self._loss_totals: dict[str, tuple[Tensor | float, int]] = {}
@@ -243,16 +278,67 @@ class HybridMF(pl.LightningModule):
             return 0.0
         return self.row_bias(rows).squeeze(1) + self.col_bias(cols).squeeze(1)  # (B,)
 
-    def score_rows(self, rows: Tensor) -> Tensor:
-        """Return the ``(N, n_cols)`` logits of every column for the rows ``(N,)``."""
+    def network_logits(self, rows: Tensor) -> Tensor:
+        """Return the ``(N, n_cols)`` logits of the trained network alone for the rows ``(N,)``.
+
+        Training uses them. They equal :meth:`score_rows` unless a fitted blend changes
+        the latter.
+        """
         cols = self.col_tower.all()  # (C, k)
         scores = self.head.score_matrix(self.row_tower(rows), cols)  # (N, C)
         if self.row_bias is not None:
             scores = scores + self.row_bias(rows) + self.col_bias.weight.T  # (N, 1) + (1, C)
         return scores
 
+    def score_rows(self, rows: Tensor) -> Tensor:
+        """Return the ``(N, n_cols)`` scores of every column for the rows ``(N,)``.
+
+        Without a fitted blend these are the network's logits (:meth:`network_logits`).
+        With ``blend="ease"`` after :meth:`fit_blend`, they are
+        ``logit((1 - w) * F_model(s_model) + w * F_ease(s_ease))``, where ``w`` is
+        ``blend_weight``, ``s_ease = X[rows] @ B`` is the EASE score from the stored
+        training interactions ``X`` and weights ``B``, and each ``F`` is the empirical
+        CDF of that scorer's scores on the training candidates
+        (:func:`hybridmf.model.blend.blend_logits`). These blended scores rank pairs
+        across all rows, but they are not the log-odds of a positive, so an accuracy
+        that thresholds them at 0 is not meaningful. A row without training interactions
+        gets the same EASE part in every column, so it is ranked by the model alone.
+        """
+        scores = self.network_logits(rows)  # (N, C)
+        if not self.blend_fitted:
+            return scores
+        return blend_logits(
+            scores,
+            self._ease_scores(rows),
+            self.blend_model_quantiles,
+            self.blend_ease_quantiles,
+            self.hparams.blend_weight,
+        )
+
+    def score_pairs(self, rows: Tensor, cols: Tensor) -> Tensor:
+        """Return the ``(P,)`` scores of the pairs ``(rows[i], cols[i])``.
+
+        They equal the matching entries of :meth:`score_rows` up to float rounding, with
+        the blend applied once it is fitted.
+        """
+        scores = self(rows, cols)  # (P,)
+        if not self.blend_fitted:
+            return scores
+        return blend_logits(
+            scores,
+            self._ease_pair_scores(rows, cols),
+            self.blend_model_quantiles,
+            self.blend_ease_quantiles,
+            self.hparams.blend_weight,
+        )
+
     def score_new_rows(self, features: Tensor) -> Tensor:
         """Return the ``(N, n_cols)`` logits of new rows from their ``(N, d_row)`` features.
+
+        These are always the network's logits. A new row has no training interactions,
+        so the EASE part of a blend would be the same for all its columns and would not
+        change its ranking. The logits are on the network's scale, not on the scale of a
+        fitted blend's :meth:`score_rows`.
 
         Raises:
             ValueError: When the model has no row feature encoder.
@@ -266,6 +352,106 @@ class HybridMF(pl.LightningModule):
         if self.col_bias is not None:
             scores = scores + self.col_bias.weight.T  # (N, C) + (1, C)
         return scores
+
+    # ----------------------------------------------------------------------------------
+    # Blend with EASE.
+
+    def _register_blend_buffers(self, n_rows: int, n_cols: int) -> None:
+        """Create the buffers of the EASE blend at construction, so that a checkpoint loads into them."""
+        self.register_buffer("blend_ease_weights", torch.zeros(n_cols, n_cols))  # (C, C) EASE B
+        self.register_buffer("blend_interactions", torch.zeros(n_rows, n_cols, dtype=torch.bool))  # (R, C) X
+        self.register_buffer("blend_model_quantiles", torch.zeros(QUANTILE_GRID_SIZE))  # (G,)
+        self.register_buffer("blend_ease_quantiles", torch.zeros(QUANTILE_GRID_SIZE))  # (G,)
+        self.register_buffer("blend_is_fitted", torch.tensor(False))
+
+    @property
+    def blend_fitted(self) -> bool:
+        """Whether :meth:`score_rows` returns the blend: ``blend`` is set and :meth:`fit_blend` has run."""
+        return self.hparams.blend != "none" and bool(self.blend_is_fitted)
+
+    @torch.no_grad()
+    def fit_blend(self, train_pairs: np.ndarray | Tensor, seed: int = 0) -> None:
+        """Fit the EASE part of the blend and the reference quantiles of both scorers.
+
+        EASE (``hybridmf.evaluation.baselines.EASE`` with lambda ``blend_ease_l2``) is
+        fitted on ``train_pairs``, and its weights and the training interactions are
+        stored. The reference scores are those of the candidate pairs: every pair of a
+        row with training pairs that is not itself a training pair, the pairs that
+        evaluation ranks. The model (in eval mode) and EASE score them, and
+        ``QUANTILE_GRID_SIZE`` quantiles of each are stored. With more than
+        ``MAX_REFERENCE_PAIRS`` candidates, a uniform sample of about that many is
+        used, drawn with ``seed``.
+
+        Args:
+            train_pairs: ``(P, 2)`` integer ``(row, column)`` training pairs, P >= 1.
+            seed: Seed of the sample of reference pairs; unused when all candidates fit.
+
+        Raises:
+            TypeError: When ``train_pairs`` does not contain integers.
+            ValueError: When the model was built with ``blend="none"``, or
+                ``train_pairs`` is empty, not ``(P, 2)`` or out of range.
+
+        Example:
+            >>> model = HybridMF(n_rows=3, n_cols=4, k=2, blend="ease", blend_ease_l2=1.0).eval()
+            >>> model.fit_blend(np.array([[0, 0], [0, 1], [1, 1], [2, 3]]))
+            >>> model.blend_fitted, model.score_rows(torch.tensor([0])).shape
+            (True, torch.Size([1, 4]))
+        """
+        if self.hparams.blend == "none":
+            raise ValueError("fit_blend needs a model built with blend='ease', but this one has blend='none'")
+        n_rows, n_cols = self.hparams.n_rows, self.hparams.n_cols
+        ease = EASE(l2=self.hparams.blend_ease_l2, fallback="zeros").fit(train_pairs, n_rows, n_cols)
+        rows = torch.nonzero(ease.train_matrix_.sum(dim=1) > 0).squeeze(1)  # (R_train,)
+        if len(rows) == 0:
+            raise ValueError("train_pairs is empty: the EASE part of the blend needs at least one training pair")
+        self.blend_is_fitted.fill_(False)
+        self.blend_ease_weights.copy_(ease.column_weights_)
+        self.blend_interactions.copy_(ease.train_matrix_ > 0)
+
+        was_training = self.training
+        self.eval()
+        model_scores, ease_scores = self._reference_scores(rows.to(self.device), seed)
+        self.train(was_training)
+        self.blend_model_quantiles.copy_(quantile_grid(model_scores))
+        self.blend_ease_quantiles.copy_(quantile_grid(ease_scores))
+        self.blend_is_fitted.fill_(True)
+        logger.info(
+            "fitted the EASE blend (weight %.3g, lambda %g) on %d training pairs; quantiles from %d reference pairs",
+            self.hparams.blend_weight,
+            self.hparams.blend_ease_l2,
+            int(self.blend_interactions.sum()),
+            len(model_scores),
+        )
+
+    def _reference_scores(self, rows: Tensor, seed: int) -> tuple[Tensor, Tensor]:
+        """Return the model's and EASE's ``(M,)`` scores of the candidate pairs of ``rows``, sampled as in :meth:`fit_blend`."""
+        n_cols = self.hparams.n_cols
+        n_candidates = len(rows) * n_cols - int(self.blend_interactions[rows].sum())
+        keep_share = min(1.0, MAX_REFERENCE_PAIRS / max(n_candidates, 1))
+        generator = torch.Generator().manual_seed(seed)
+        chunk_rows = max(1, REFERENCE_CHUNK_CELLS // n_cols)
+        model_parts, ease_parts = [], []
+        for chunk in rows.split(chunk_rows):
+            keep = ~self.blend_interactions[chunk]  # (n, C) candidates
+            if keep_share < 1.0:
+                keep = keep & (torch.rand(keep.shape, generator=generator) < keep_share).to(keep.device)
+            model_parts.append(self.network_logits(chunk)[keep].float())
+            ease_parts.append(self._ease_scores(chunk)[keep])
+        return torch.cat(model_parts), torch.cat(ease_parts)  # (M,), (M,)
+
+    def _ease_scores(self, rows: Tensor) -> Tensor:
+        """Return the ``(N, n_cols)`` EASE scores ``X[rows] @ B`` of the rows ``(N,)``."""
+        return self.blend_interactions[rows].float() @ self.blend_ease_weights  # (N, C) @ (C, C)
+
+    def _ease_pair_scores(self, rows: Tensor, cols: Tensor) -> Tensor:
+        """Return the ``(P,)`` EASE scores of the pairs, in chunks of at most ``REFERENCE_CHUNK_CELLS`` values."""
+        step = max(1, REFERENCE_CHUNK_CELLS // self.hparams.n_cols)
+        pieces = []
+        for start in range(0, len(rows), step):
+            history = self.blend_interactions[rows[start : start + step]].float()  # (p, C)
+            weights = self.blend_ease_weights[:, cols[start : start + step]].T  # (p, C)
+            pieces.append((history * weights).sum(dim=1))  # (p,)
+        return torch.cat(pieces) if pieces else torch.empty(0, device=rows.device)  # (P,)
 
     # ----------------------------------------------------------------------------------
     # Training.
@@ -310,7 +496,7 @@ class HybridMF(pl.LightningModule):
             if weights is not None:
                 pairs["weight"] = weights.reshape(-1)  # (R * C,)
             return self._shared_step(pairs, stage)  # (R * C,) pairs in row-major order
-        logits = self.score_rows(rows)  # (R, C)
+        logits = self.network_logits(rows)  # (R, C)
         flat_weights = None if weights is None else weights.reshape(-1)  # (R * C,)
         loss = losses.weighted_bce_loss(logits.reshape(-1), labels.reshape(-1), self.hparams.pos_weight, flat_weights)
         if self.hparams.l2 > 0:
@@ -353,6 +539,13 @@ class HybridMF(pl.LightningModule):
         if examples > 0:
             self.log(f"{stage}/loss", total / examples, prog_bar=True)
 
+    def on_train_start(self) -> None:
+        # A run resumed from a checkpoint with a fitted blend validates the network alone
+        # again; training ends with a new fit_blend (hybridmf.training.train_split).
+        if self.blend_fitted:
+            logger.info("training starts: the fitted blend is cleared until fit_blend runs again")
+            self.blend_is_fitted.fill_(False)
+
     def on_train_epoch_start(self) -> None:
         self._loss_totals.pop("train", None)
 
@@ -385,7 +578,7 @@ class HybridMF(pl.LightningModule):
         self.log_dict(metrics)
 
     def predict_step(self, batch: dict[str, Tensor] | Tensor, batch_idx: int) -> Tensor:
-        """Return the ``(N, n_cols)`` logits of a batch of rows (a tensor or ``{"rows": ...}``)."""
+        """Return the ``(N, n_cols)`` :meth:`score_rows` of a batch of rows (a tensor or ``{"rows": ...}``)."""
         rows = batch["rows"] if isinstance(batch, dict) else batch
         return self.score_rows(rows)
 
