@@ -76,6 +76,7 @@ def test_make_results_renders_section(tiny_mef_dir: Path, tmp_path: Path, monkey
     module = _load_script("make_results")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(module, "RUNS", (("tiny", "tiny warm run", ["--protocol", "warm", "--methods", "popularity"]),))
+    monkeypatch.setattr(module, "VARIANTS", ())
     monkeypatch.setattr(module, "COMMON_ARGUMENTS", ["--folds", "2", "--no-progress"])
     monkeypatch.setattr(module, "run_configuration", lambda name, arguments, extra: _load_script("evaluate").main(
         [*arguments, *module.COMMON_ARGUMENTS, *extra, "--out", str(module.RUNS_DIR / name)]))
