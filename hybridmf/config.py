@@ -426,13 +426,18 @@ class TuneConfig(FitConfig):
     inner_val_fraction: float = _option(
         0.2, "share of the fold's training pairs (warm) or drugs (cold) that scores the trials"
     )
-    trials: int = _option(40, "trials to run in this call (a stored study continues)", minimum=1)
+    trials: int = _option(
+        40, "trials to run in this call (a stored study continues; 0 only rewrites the output)", minimum=0
+    )
     objective: str = _option(
         "balanced",
         "value to maximize: mean of AUROC, AUPR and NDCG@k as ratios to popularity, or one metric",
         choices=("balanced", "auroc", "aupr", "ndcg"),
     )
+    tolerance: float = _option(
+        0.01, "trials within this relative distance of the best objective value tie; the tie goes to AUROC"
+    )
     storage: str | None = _option(
-        None, "SQLite file that stores the study, so an interrupted search continues (default: <output>.db)"
+        None, "SQLite file that stores the study, so an interrupted search continues (default: runs/tune/<output name>.db)"
     )
     output: str = _option("configs/tuned.yaml", "YAML file the best configuration is written to")

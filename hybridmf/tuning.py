@@ -245,8 +245,28 @@ def run_study(
     return study
 
 
-def write_tuned_config(path: str | Path, base: dict[str, Any], study: Any, header: str) -> dict[str, Any]:
-    """Write the base options updated with the best trial's values as a commented YAML file.
+def select_trial(study: Any, tolerance: float = 0.01) -> Any:
+    """Return the trial with the highest AUROC among those within ``tolerance`` of the best objective value.
+
+    Ratios to popularity move little for AUROC (about 1.1) and a lot for AUPR (3 or more),
+    so the balanced objective barely sees AUROC. Trials whose objective is within a
+    relative ``tolerance`` of the best are treated as ties, and the tie goes to AUROC.
+
+    Args:
+        study: A finished ``optuna.Study`` whose trials carry the ``auroc`` user attribute.
+        tolerance: Relative distance to the best value that counts as a tie; 0 keeps the best trial.
+
+    Returns:
+        An ``optuna.trial.FrozenTrial``.
+    """
+    finished = [trial for trial in study.trials if trial.value is not None and "auroc" in trial.user_attrs]
+    best = max(trial.value for trial in finished)
+    ties = [trial for trial in finished if trial.value >= best - tolerance * abs(best)]
+    return max(ties, key=lambda trial: (trial.user_attrs["auroc"], trial.value))
+
+
+def write_tuned_config(path: str | Path, base: dict[str, Any], trial: Any, header: str) -> dict[str, Any]:
+    """Write the base options updated with a trial's values as a commented YAML file.
 
     Real values are rounded to three significant digits, which keeps the file readable;
     the searched objective is flat at that scale.
@@ -255,13 +275,13 @@ def write_tuned_config(path: str | Path, base: dict[str, Any], study: Any, heade
         path: The YAML file to write (atomically).
         base: Options of the base configuration that the file repeats, such as the
             features and the loss.
-        study: A finished ``optuna.Study``.
+        trial: The chosen trial, such as :func:`select_trial` returns.
         header: Comment lines placed above the options (without ``#``).
 
     Returns:
         The options written.
     """
-    best = {name: float(f"{value:.3g}") if isinstance(value, float) else value for name, value in study.best_trial.params.items()}
+    best = {name: float(f"{value:.3g}") if isinstance(value, float) else value for name, value in trial.params.items()}
     options = {**base, **best}
     lines = [f"# {line}".rstrip() for line in header.splitlines()]
     text = "\n".join(lines) + "\n" + yaml.safe_dump(options, sort_keys=False)

@@ -68,7 +68,7 @@ VARIANTS = (
     ("cold-drug-no-l2", "cold-drug", ["--l2", "0"], "ablation: no L2 on the latent vectors"),
     ("cold-drug-row-ids", "cold-drug", ["--row-ids"], "ablation: drug ID embeddings next to the features"),
 )
-COMMON_ARGUMENTS = ["--folds", "5", "--seed", "0", "--no-progress"]
+COMMON_ARGUMENTS = ["--folds", "5", "--seed", "0", "--threads", "1", "--no-progress"]
 RUNS_DIR = Path("runs/results")
 RESULTS_PAGE = Path("docs/results.md")
 FIGURES_DIR = Path("docs/figures")

@@ -1,8 +1,9 @@
 """Search hyperparameters on an inner validation split and write the best configuration as YAML.
 
 The trials train on part of one outer fold's training pairs and are scored on the rest of
-them; the fold's test pairs are never used. The study is stored next to the output file
-(or in --storage), so running the same command again continues it.
+them; the fold's test pairs are never used. The study is stored in runs/tune/ (or in
+--storage), so running the same command again continues it, and --trials 0 only rewrites
+the output from the stored trials.
 
 Examples:
     python scripts/tune.py --protocol warm --trials 40 --output configs/default-warm.yaml \\
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 
 from hybridmf.config import FitConfig, TuneConfig, parse_config
-from hybridmf.tuning import BALANCED_METRICS, run_study, write_tuned_config
+from hybridmf.tuning import BALANCED_METRICS, run_study, select_trial, write_tuned_config
 
 # Options that describe where data and outputs live or how the machine runs, not the model.
 NOT_MODEL_OPTIONS = {"data_dir", "out", "resume", "progress", "threads", "accelerator", "devices", "strategy", "num_nodes"}
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None):
     fit_options = {item.name: getattr(config, item.name) for item in dataclasses.fields(FitConfig)}
     base = FitConfig(**{**fit_options, "progress": False})
     output = Path(config.output)
-    storage = config.storage or str(output.with_suffix(".db"))
+    storage = Path(config.storage or Path("runs") / "tune" / f"{output.stem}.db")
+    storage.parent.mkdir(parents=True, exist_ok=True)
     output.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
     from hybridmf.tuning import tuning_data
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None):
         study_name=f"{config.protocol}-{output.stem}",
         tuning=tuning,
     )
-    best = study.best_trial
+    best = select_trial(study, config.tolerance)
     k = config.eval_k
     keys = [name.format(k=k) for name in BALANCED_METRICS]
     found = ", ".join(f"{key} {best.user_attrs[key]:.4f}" for key in keys)
@@ -78,15 +80,17 @@ def main(argv: list[str] | None = None):
             f"  python scripts/tune.py {shlex.join(argv)}",
             f"Search: {len(study.trials)} trials (TPE, seed {config.seed}) on an inner split of the training part of",
             f"outer fold {config.fold} of {config.folds} ({config.inner_val_fraction:g} held out); objective {config.objective}.",
-            f"Best trial {best.number}: {found}; popularity on the same split: {reference}.",
+            f"Chosen trial {best.number} ({config.objective} {best.value:.4f}, the highest AUROC within "
+            f"{config.tolerance:g} of the best value {study.best_value:.4f}): {found}.",
+            f"Popularity on the same split: {reference}.",
             f"Finished {time.strftime('%Y-%m-%d')} on {platform.machine()} {platform.system()}, "
             f"{time.time() - started:.0f} s for this call.",
         ]
     )
     # Trials train a fixed number of epochs and keep the last one, so the file does too.
     base = {**base_options(config), "select_epoch": "last", "val_every_n_epochs": 50, "checkpoint_every_n_epochs": 50}
-    options = write_tuned_config(output, base, study, header)
-    print(f"best {config.objective} {best.value:.4f} ({found}); popularity: {reference}")
+    options = write_tuned_config(output, base, best, header)
+    print(f"chosen trial {best.number}: {config.objective} {best.value:.4f} ({found}); popularity: {reference}")
     print(f"wrote {output}: {options}")
     return study
 

@@ -63,7 +63,7 @@ def test_tune_script_writes_a_loadable_config_and_continues_its_study(tiny_mef_d
     argv = [
         "--data-dir", str(tiny_mef_dir), "--protocol", "warm", "--folds", "3", "--trials", "2",
         "--batch-size", "100000", "--features", "fingerprints", "--fingerprint-bits", "64",
-        "--output", str(output),
+        "--output", str(output), "--storage", str(tmp_path / "study.db"),
     ]
     study = tune.main(argv)
     assert len(study.trials) == 2
@@ -77,6 +77,9 @@ def test_tune_script_writes_a_loadable_config_and_continues_its_study(tiny_mef_d
     assert "outer fold 0 of 3" in output.read_text()
     # The same command continues the stored study.
     assert len(tune.main(argv).trials) == 4
+    # --trials 0 rewrites the output from the stored trials only.
+    output.unlink()
+    assert len(tune.main([*argv, "--trials", "0"]).trials) == 4 and output.is_file()
 
 
 def test_encoder_penalty_adds_the_squared_weights_once_per_step():
@@ -96,3 +99,12 @@ def test_encoder_penalty_adds_the_squared_weights_once_per_step():
     only_columns.load_state_dict(plain.state_dict())
     only_columns.set_features(row_features=features)
     assert torch.allclose(only_columns._shared_step(batch, "train"), plain._shared_step(batch, "train"))
+
+
+def test_select_trial_breaks_near_ties_by_auroc():
+    study = optuna.create_study(direction="maximize")
+    for value, auroc in ((2.00, 0.90), (2.33, 0.88), (2.31, 0.895), (2.20, 0.95)):
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs={"auroc": auroc}))
+    assert hybridmf.tuning.select_trial(study, tolerance=0.01).value == 2.31
+    assert hybridmf.tuning.select_trial(study, tolerance=0.0).value == 2.33
+    assert hybridmf.tuning.select_trial(study, tolerance=0.1).value == 2.20
