@@ -423,6 +423,9 @@ class TuneConfig(FitConfig):
     protocol: str = _option("warm", "protocol whose fold is searched on", choices=PROTOCOLS)
     folds: int = _option(5, "number of outer cross-validation folds, as in evaluate.py", minimum=2)
     fold: int = _option(0, "outer fold whose training part is searched on", minimum=0)
+    inner_folds: int = _option(
+        1, "search on the inner splits of this many outer folds, from --fold on, and average them", minimum=1
+    )
     inner_val_fraction: float = _option(
         0.2, "share of the fold's training pairs (warm) or drugs (cold) that scores the trials"
     )

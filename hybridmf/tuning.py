@@ -23,7 +23,7 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,7 +188,7 @@ def run_study(
     objective: str = "balanced",
     storage: str | None = None,
     study_name: str | None = None,
-    tuning: TuningData | None = None,
+    tuning: TuningData | Sequence[TuningData] | None = None,
     space: Callable[[Any, FitConfig], dict[str, Any]] | None = None,
 ) -> Any:
     """Run (or continue) an Optuna study and return it.
@@ -202,7 +202,9 @@ def run_study(
         storage: Optuna storage URL, such as ``sqlite:///runs/tune.db``; None keeps the
             study in memory.
         study_name: Name of the study in ``storage``; a stored study of that name is continued.
-        tuning: The inner split, or None to carve it with :func:`tuning_data`.
+        tuning: The inner split, several inner splits (of several outer folds) whose
+            objective values and metrics are averaged, or None to carve the split of fold 0
+            with :func:`tuning_data`.
         space: Maps a trial and ``config`` to option values; None uses :func:`suggest`.
 
     Returns:
@@ -218,19 +220,23 @@ def run_study(
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     tuning = tuning_data(config, protocol) if tuning is None else tuning
+    splits = [tuning] if isinstance(tuning, TuningData) else list(tuning)
     space = suggest if space is None else space
     study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True)
     # A continued study gets a fresh seed, so it does not draw its first points again.
     study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.trials))
+    keys = [name.format(k=config.eval_k) for name in BALANCED_METRICS]
 
     def run_trial(trial: Any) -> float:
         values = space(trial, config)
         started = time.perf_counter()
-        metrics = evaluate_config(dataclasses.replace(config, **values), protocol, tuning)
-        value = objective_value(metrics, tuning.reference, objective, config.eval_k)
-        for name in BALANCED_METRICS:
-            key = name.format(k=config.eval_k)
-            trial.set_user_attr(key, float(metrics[key]))
+        trial_config = dataclasses.replace(config, **values)
+        results = [evaluate_config(trial_config, protocol, split) for split in splits]
+        value = float(np.mean([objective_value(metrics, split.reference, objective, config.eval_k)
+                               for metrics, split in zip(results, splits)]))
+        metrics = {key: float(np.mean([result[key] for result in results])) for key in keys}
+        for key in keys:
+            trial.set_user_attr(key, metrics[key])
         trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
         logger.info(
             "trial %d: %s = %.4f (auroc %.4f, aupr %.4f, ndcg@%d %.4f) in %.0f s with %s",
@@ -239,8 +245,8 @@ def run_study(
         )
         return value if math.isfinite(value) else float("-inf")
 
-    keys = [name.format(k=config.eval_k) for name in BALANCED_METRICS]
-    study.set_user_attr("reference", {key: float(tuning.reference[key]) for key in keys})
+    reference = {key: float(np.mean([split.reference[key] for split in splits])) for key in keys}
+    study.set_user_attr("reference", reference)
     study.optimize(run_trial, n_trials=n_trials)
     return study
 
@@ -249,7 +255,7 @@ def select_trial(study: Any, tolerance: float = 0.01) -> Any:
     """Return the trial with the highest AUROC among those within ``tolerance`` of the best objective value.
 
     Ratios to popularity move little for AUROC (about 1.1) and a lot for AUPR (3 or more),
-    so the balanced objective barely sees AUROC. Trials whose objective is within a
+    so AUROC weighs little in the balanced objective. Trials whose objective is within a
     relative ``tolerance`` of the best are treated as ties, and the tie goes to AUROC.
 
     Args:

@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 from hybridmf.config import FitConfig, TuneConfig, parse_config
-from hybridmf.tuning import BALANCED_METRICS, run_study, select_trial, write_tuned_config
+from hybridmf.training import load_data
+from hybridmf.tuning import BALANCED_METRICS, tuning_data, run_study, select_trial, write_tuned_config
 
 # Options that describe where data and outputs live or how the machine runs, not the model.
 NOT_MODEL_OPTIONS = {"data_dir", "out", "resume", "progress", "threads", "accelerator", "devices", "strategy", "num_nodes"}
@@ -57,9 +58,12 @@ def main(argv: list[str] | None = None):
     storage.parent.mkdir(parents=True, exist_ok=True)
     output.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    from hybridmf.tuning import tuning_data
 
-    tuning = tuning_data(base, config.protocol, n_folds=config.folds, fold=config.fold, val_fraction=config.inner_val_fraction)
+    data = load_data(base)
+    tuning = [
+        tuning_data(base, config.protocol, data, n_folds=config.folds, fold=fold, val_fraction=config.inner_val_fraction)
+        for fold in range(config.fold, config.fold + config.inner_folds)
+    ]
     study = run_study(
         base,
         config.protocol,
@@ -73,13 +77,18 @@ def main(argv: list[str] | None = None):
     k = config.eval_k
     keys = [name.format(k=k) for name in BALANCED_METRICS]
     found = ", ".join(f"{key} {best.user_attrs[key]:.4f}" for key in keys)
-    reference = ", ".join(f"{key} {tuning.reference[key]:.4f}" for key in keys)
+    reference = ", ".join(f"{key} {study.user_attrs['reference'][key]:.4f}" for key in keys)
+    folds = list(range(config.fold, config.fold + config.inner_folds))
+    searched = f"outer fold {folds[0]} of {config.folds}" if len(folds) == 1 else (
+        f"outer folds {', '.join(map(str, folds))} of {config.folds}, averaged"
+    )
+    splits = "an inner split" if len(folds) == 1 else "inner splits"
     header = "\n".join(
         [
             f"Tuned by scripts/tune.py for the {config.protocol} protocol. Command:",
             f"  python scripts/tune.py {shlex.join(argv)}",
-            f"Search: {len(study.trials)} trials (TPE, seed {config.seed}) on an inner split of the training part of",
-            f"outer fold {config.fold} of {config.folds} ({config.inner_val_fraction:g} held out); objective {config.objective}.",
+            f"Search: {len(study.trials)} trials (TPE, seed {config.seed}) on {splits} of the training part of",
+            f"{searched} ({config.inner_val_fraction:g} held out in each); objective {config.objective}.",
             f"Chosen trial {best.number} ({config.objective} {best.value:.4f}, the highest AUROC within "
             f"{config.tolerance:g} of the best value {study.best_value:.4f}): {found}.",
             f"Popularity on the same split: {reference}.",

@@ -80,6 +80,10 @@ def test_tune_script_writes_a_loadable_config_and_continues_its_study(tiny_mef_d
     # --trials 0 rewrites the output from the stored trials only.
     output.unlink()
     assert len(tune.main([*argv, "--trials", "0"]).trials) == 4 and output.is_file()
+    # Averaging over the inner splits of two outer folds.
+    averaged = [*argv[:-2], "--storage", str(tmp_path / "two.db"), "--inner-folds", "2", "--trials", "1"]
+    assert len(tune.main(averaged).trials) == 1
+    assert "outer folds 0, 1 of 3, averaged" in output.read_text()
 
 
 def test_encoder_penalty_adds_the_squared_weights_once_per_step():
