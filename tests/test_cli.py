@@ -76,6 +76,8 @@ def test_fit_script_smoke(tiny_mef_dir: Path, tmp_path: Path, capsys):
 
     assert (out / "metrics.json").is_file()
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+    # Without --config, the shipped warm default applies; flags override it.
+    assert metrics["blend"] == "ease"
     assert Path(metrics["checkpoint"]).is_file()
     assert "popularity_auroc" in capsys.readouterr().out
 
@@ -103,7 +105,7 @@ def test_label_leak_source_rejected_on_command_line(capsys):
 def test_fit_cold_fingerprints_reloads(tiny_mef_dir: Path, tmp_path: Path):
     out = tmp_path / "cold"
     metrics = _load_script("fit").main(
-        ["--features", "fingerprints", "--fingerprint-bits", "64", "--split", "cold", "--val-fraction", "0.2",
+        ["--config", "none", "--features", "fingerprints", "--fingerprint-bits", "64", "--split", "cold", "--val-fraction", "0.2",
          "--data-dir", str(tiny_mef_dir), "--max-epochs", "2", "--batch-size", "32", "--out", str(out), "--no-progress"]
     )
     checkpoint = torch.load(metrics["checkpoint"], map_location="cpu", weights_only=True)
@@ -122,10 +124,29 @@ def test_fit_cold_fingerprints_reloads(tiny_mef_dir: Path, tmp_path: Path):
 def test_fit_cold_without_features_records_note(tiny_mef_dir: Path, tmp_path: Path):
     out = tmp_path / "cold-ids"
     _load_script("fit").main(
-        ["--features", "none", "--split", "cold", "--val-fraction", "0.2", "--data-dir", str(tiny_mef_dir),
+        ["--config", "none", "--features", "none", "--split", "cold", "--val-fraction", "0.2", "--data-dir", str(tiny_mef_dir),
          "--max-epochs", "1", "--batch-size", "64", "--out", str(out), "--no-progress"]
     )
     written = json.loads((out / "metrics.json").read_text())
 
     assert written["note"].startswith("cold split without drug features")
     assert "popularity" in written["note"]
+
+
+def test_shipped_defaults_follow_the_split_and_protocol():
+    from hybridmf.config import EvaluateConfig, default_evaluate_config, default_fit_config
+
+    warm = parse_config([], FitConfig, default_config=default_fit_config)
+    new_drug = parse_config(["--split", "cold"], FitConfig, default_config=default_fit_config)
+    cold_cv = parse_config(["--protocol", "cold-drug"], EvaluateConfig, default_config=default_evaluate_config)
+    built_in = parse_config(["--config", "none"], FitConfig, default_config=default_fit_config)
+    overridden = parse_config(["--k", "7"], FitConfig, default_config=default_fit_config)
+
+    assert (warm.blend, warm.select_epoch) == ("ease", "last")
+    assert new_drug.drug_sources == ("atc",) and not new_drug.row_ids
+    assert cold_cv.drug_sources == ("atc",)
+    assert built_in == FitConfig()
+    assert overridden.k == 7 and overridden.blend == "ease"
+    # Own data cannot use MEF feature sources, so it falls back to the built-in defaults.
+    own_cold = parse_config(["--split", "cold", "--interactions", "pairs.csv"], FitConfig, default_config=default_fit_config)
+    assert own_cold.drug_sources == ()

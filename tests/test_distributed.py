@@ -114,7 +114,7 @@ def test_ddp_validation_equals_single_process_evaluation(tmp_path: Path):
     data_dir = write_mef_layout(tmp_path / "mef", n_drugs=13)
     out = tmp_path / "run"
     command = [
-        sys.executable, str(REPOSITORY / "scripts" / "fit.py"),
+        sys.executable, str(REPOSITORY / "scripts" / "fit.py"), "--config", "none",
         "--data-dir", str(data_dir), "--out", str(out), "--max-epochs", "2", "--batch-size", "16",
         "--val-fraction", "0.2", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
         "--threads", "1", "--no-progress",

@@ -12,7 +12,7 @@ import pytest
 from hybridmf.evaluation.report import compare_with_best_baseline
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-TINY_RUN = ["--folds", "2", "--max-epochs", "2", "--batch-size", "64", "--no-progress"]
+TINY_RUN = ["--config", "none", "--folds", "2", "--max-epochs", "2", "--batch-size", "64", "--no-progress"]
 
 
 def _load_script(name: str):

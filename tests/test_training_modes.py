@@ -107,8 +107,8 @@ def _load_script(name: str):
 def test_fit_script_loss_modes(tiny_mef_dir: Path, tmp_path: Path, flags, model_loss_name, examples):
     out = tmp_path / "run"
     metrics = _load_script("fit").main(
-        ["--features", "none", "--data-dir", str(tiny_mef_dir), "--max-epochs", "2", "--batch-size", "32",
-         "--val-fraction", "0.2", "--optimizer", "adam", "--out", str(out), "--no-progress", *flags]
+        ["--config", "none", "--features", "none", "--data-dir", str(tiny_mef_dir), "--max-epochs", "2",
+         "--batch-size", "32", "--val-fraction", "0.2", "--optimizer", "adam", "--out", str(out), "--no-progress", *flags]
     )
 
     written = json.loads((out / "metrics.json").read_text())
