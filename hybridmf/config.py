@@ -140,16 +140,16 @@ class FitConfig:
         choices=("uniform", "popularity"),
     )
     # Optimization.
-    l2: float = _option(0.0, "L2 penalty on the latent vectors of each batch")
-    row_feature_l2: float = _option(0.0, "L2 penalty on the weights of the drug (row) feature encoder, per step")
-    col_feature_l2: float = _option(0.0, "L2 penalty on the weights of the ADR (column) feature encoder, per step")
+    l2: float = _option(0.0, "L2 penalty on the latent vectors of each batch", minimum=0.0)
+    row_feature_l2: float = _option(0.0, "L2 penalty on the weights of the drug (row) feature encoder, per step", minimum=0.0)
+    col_feature_l2: float = _option(0.0, "L2 penalty on the weights of the ADR (column) feature encoder, per step", minimum=0.0)
     optimizer: str = _option(
         "rmsprop", "optimizer", choices=("adam", "adamw", "rmsprop", "sgd", "adagrad")
     )
     lr: float = _option(1e-3, "learning rate")
-    weight_decay: float = _option(0.0, "weight decay of the optimizer")
+    weight_decay: float = _option(0.0, "weight decay of the optimizer", minimum=0.0)
     batch_size: int = _option(2000, "training examples per batch")
-    max_epochs: int = _option(20, "number of training epochs")
+    max_epochs: int = _option(20, "number of training epochs", minimum=1)
     patience: int | None = _option(None, "stop after this many epochs without a better validation AUROC")
     select_epoch: str = _option(
         "best",
@@ -339,9 +339,36 @@ def load_yaml(path: str | os.PathLike, config_class: type = FitConfig) -> dict[s
     if unknown:
         raise ValueError(f"{path}: unknown option(s) {unknown}; valid options: {', '.join(sorted(known))}")
     for name, value in values.items():
-        if isinstance(value, list):
-            values[name] = tuple(value)
+        values[name] = _check_yaml_value(path, name, value, _field_type(config_class, name))
     return values
+
+
+def _check_yaml_value(path: Path, name: str, value: Any, kind: Any) -> Any:
+    """Return a YAML value as the option's type, or raise naming the file, the key and the type expected."""
+    optional = typing.get_origin(kind) in (typing.Union, types.UnionType) and type(None) in typing.get_args(kind)
+    base = _strip_optional(kind)
+    if value is None and optional:
+        return None
+    if typing.get_origin(base) is tuple:
+        element = typing.get_args(base)[0]
+        if isinstance(value, list) and all(_matches(item, element) for item in value):
+            return tuple(float(item) if element is float else item for item in value)
+        expected = f"a list of {element.__name__} values"
+    elif _matches(value, base):
+        return float(value) if base is float else value
+    else:
+        expected = "true or false" if base is bool else f"a value of type {base.__name__}"
+    raise ValueError(f"{path}: option {name!r} must be {expected}{' or null' if optional else ''}, got {value!r}")
+
+
+def _matches(value: Any, kind: Any) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind)
 
 
 def parse_config(

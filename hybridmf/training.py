@@ -498,6 +498,12 @@ def train_split(
     if config.blend != "none":
         pairs = split.train_pairs if blend_pairs is None else blend_pairs
         fit_blend_into_checkpoint(model, pairs, selected, stored, config.seed, trainer.global_rank == 0)
+        last = checkpoint.last_model_path
+        if last and Path(last).resolve() != Path(selected).resolve():
+            # last.ckpt is what a final model is usually scored from, so it gets its own blend.
+            last_stored = torch.load(last, map_location="cpu", weights_only=True)
+            last_model = HybridMF.load_from_checkpoint(last, map_location="cpu").eval()
+            fit_blend_into_checkpoint(last_model, pairs, last, last_stored, config.seed, trainer.global_rank == 0)
     return TrainedModel(
         model=model,
         checkpoint=str(Path(selected).resolve()),

@@ -190,6 +190,7 @@ def run_study(
     study_name: str | None = None,
     tuning: TuningData | Sequence[TuningData] | None = None,
     space: Callable[[Any, FitConfig], dict[str, Any]] | None = None,
+    fixed: dict[str, Any] | None = None,
 ) -> Any:
     """Run (or continue) an Optuna study and return it.
 
@@ -206,12 +207,15 @@ def run_study(
             objective values and metrics are averaged, or None to carve the split of fold 0
             with :func:`tuning_data`.
         space: Maps a trial and ``config`` to option values; None uses :func:`suggest`.
+        fixed: Plain values that define the search besides the space (the base options,
+            the protocol, the folds). A stored study continues only when they are equal.
 
     Returns:
         The ``optuna.Study``. Each trial's user attributes hold its inner metrics.
 
     Raises:
         ImportError: When Optuna is not installed.
+        ValueError: When a stored study of that name was run with other ``fixed`` values.
     """
     try:
         import optuna
@@ -223,6 +227,15 @@ def run_study(
     splits = [tuning] if isinstance(tuning, TuningData) else list(tuning)
     space = suggest if space is None else space
     study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True)
+    if fixed is not None:
+        stored = study.user_attrs.get("fixed")
+        if stored is not None and stored != fixed:
+            changed = sorted(key for key in set(stored) | set(fixed) if stored.get(key) != fixed.get(key))
+            raise ValueError(
+                f"the stored study {study_name!r} in {storage} was run with other fixed options "
+                f"({', '.join(changed)}); write to another --output, pass another --storage, or delete the stored study"
+            )
+        study.set_user_attr("fixed", fixed)
     # A continued study gets a fresh seed, so it does not draw its first points again.
     study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.trials))
     keys = [name.format(k=config.eval_k) for name in BALANCED_METRICS]

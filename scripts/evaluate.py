@@ -48,7 +48,11 @@ def git_commit() -> str | None:
 def main(argv: list[str] | None = None) -> ProtocolResult:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else list(argv)
-    config = parse_config(argv, EvaluateConfig, description=__doc__.splitlines()[0], default_config=default_evaluate_config)
+    description = (
+        f"{__doc__.splitlines()[0]} Without --config, the protocol's shipped default applies "
+        "(configs/default-warm.yaml, configs/default-new-drug.yaml) and overrides the defaults listed below."
+    )
+    config = parse_config(argv, EvaluateConfig, description=description, default_config=default_evaluate_config)
     out_dir = Path(config.out) if config.out is not None else Path("runs") / time.strftime(
         f"evaluate-{config.protocol}-%Y%m%d-%H%M%S"
     )

@@ -23,7 +23,11 @@ from hybridmf.training import run_fit
 
 def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = parse_config(argv, FitConfig, description=__doc__.splitlines()[0], default_config=default_fit_config)
+    description = (
+        f"{__doc__.splitlines()[0]} Without --config, configs/default-warm.yaml applies (configs/default-new-drug.yaml "
+        "with --split cold) and overrides the defaults listed below; --config none keeps them."
+    )
+    config = parse_config(argv, FitConfig, description=description, default_config=default_fit_config)
     metrics = run_fit(config)
     if not metrics:
         # Processes other than process 0 of a distributed run return no metrics.

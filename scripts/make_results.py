@@ -50,7 +50,6 @@ RUNS = (
 # Variants of the shipped defaults, model only (the baselines are those of the runs
 # above): (name, protocol, flags added to the protocol's default, what the line shows).
 VARIANTS = (
-    ("warm-none", "warm", ["--features", "none", "--drug-sources", "--adr-sources"], "no side features"),
     ("warm-fingerprints", "warm", ["--features", "fingerprints", "--drug-sources"], "Morgan fingerprints as drug features"),
     ("warm-all", "warm", ["--features", "all", "--drug-sources"], "every MEF drug and ADR feature source"),
     ("warm-triplet", "warm", ["--loss", "triplet"], "BPR triplet loss instead of weighted BCE"),
@@ -60,13 +59,12 @@ VARIANTS = (
     ("warm-pos-weight-50", "warm", ["--pos-weight", "50"], "ablation: the prototype's positive weight 50"),
     ("warm-k-5", "warm", ["--k", "5"], "ablation: the prototype's latent size 5"),
     ("warm-batch-2000", "warm", ["--batch-size", "2000", "--max-epochs", "20"], "ablation: the prototype's batch 2000, 20 epochs"),
+    ("cold-drug-none", "cold-drug", ["--features", "none", "--drug-sources", "--row-ids"], "no side features (ID embeddings only)"),
     ("cold-drug-fingerprints", "cold-drug", ["--drug-sources", "fingerprint"], "Morgan fingerprints instead of the default drug features"),
     ("cold-drug-all", "cold-drug", ["--features", "all", "--drug-sources"], "every MEF drug and ADR feature source"),
     ("cold-drug-triplet", "cold-drug", ["--loss", "triplet"], "BPR triplet loss instead of weighted BCE"),
     ("cold-drug-no-bias", "cold-drug", ["--no-bias"], "ablation: no per-ADR biases"),
     ("cold-drug-no-feature-l2", "cold-drug", ["--row-feature-l2", "0"], "ablation: no L2 on the drug encoder weights"),
-    ("cold-drug-no-l2", "cold-drug", ["--l2", "0"], "ablation: no L2 on the latent vectors"),
-    ("cold-drug-row-ids", "cold-drug", ["--row-ids"], "ablation: drug ID embeddings next to the features"),
 )
 COMMON_ARGUMENTS = ["--folds", "5", "--seed", "0", "--threads", "1", "--no-progress"]
 RUNS_DIR = Path("runs/results")

@@ -72,6 +72,15 @@ def main(argv: list[str] | None = None):
         storage=f"sqlite:///{storage}",
         study_name=f"{config.protocol}-{output.stem}",
         tuning=tuning,
+        fixed={
+            **base_options(config),
+            "protocol": config.protocol,
+            "folds": config.folds,
+            "fold": config.fold,
+            "inner_folds": config.inner_folds,
+            "inner_val_fraction": config.inner_val_fraction,
+            "objective": config.objective,
+        },
     )
     best = select_trial(study, config.tolerance)
     k = config.eval_k

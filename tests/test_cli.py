@@ -150,3 +150,26 @@ def test_shipped_defaults_follow_the_split_and_protocol():
     # Own data cannot use MEF feature sources, so it falls back to the built-in defaults.
     own_cold = parse_config(["--split", "cold", "--interactions", "pairs.csv"], FitConfig, default_config=default_fit_config)
     assert own_cold.drug_sources == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('bias: "no"', r"option 'bias' must be true or false, got 'no'"),
+        ("k: 2.5", r"option 'k' must be a value of type int, got 2.5"),
+        ("head_hidden: 64", r"option 'head_hidden' must be a list of int values, got 64"),
+        ("drug_sources: atc", r"option 'drug_sources' must be a list of str values, got 'atc'"),
+        ("patience: fast", r"option 'patience' must be a value of type int or null, got 'fast'"),
+    ],
+)
+def test_yaml_values_are_type_checked(tmp_path: Path, text: str, message: str):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(ValueError, match=message):
+        load_yaml(path)
+
+
+def test_yaml_numbers_become_the_option_type(tmp_path: Path):
+    path = tmp_path / "ok.yaml"
+    path.write_text("lr: 1\npatience: null\nhead_hidden: [8, 4]\n")
+    assert load_yaml(path) == {"lr": 1.0, "patience": None, "head_hidden": (8, 4)}

@@ -80,6 +80,9 @@ def test_tune_script_writes_a_loadable_config_and_continues_its_study(tiny_mef_d
     # --trials 0 rewrites the output from the stored trials only.
     output.unlink()
     assert len(tune.main([*argv, "--trials", "0"]).trials) == 4 and output.is_file()
+    # A stored study does not continue under other fixed options.
+    with pytest.raises(ValueError, match=r"run with other fixed options \(fingerprint_bits\)"):
+        tune.main([*argv, "--fingerprint-bits", "32", "--trials", "1"])
     # Averaging over the inner splits of two outer folds.
     averaged = [*argv[:-2], "--storage", str(tmp_path / "two.db"), "--inner-folds", "2", "--trials", "1"]
     assert len(tune.main(averaged).trials) == 1

@@ -404,6 +404,8 @@ def run_protocol(
     """
     started = time.perf_counter()
     _split_kind(protocol)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     if isinstance(curve_fold, bool) or not isinstance(curve_fold, int) or not 0 <= curve_fold < n_folds:
         raise ValueError(f"curve_fold must be a fold index from 0 to {n_folds - 1}, got {curve_fold!r}")
     if out_dir is None:
