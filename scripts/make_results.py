@@ -99,10 +99,14 @@ were chosen by `scripts/tune.py` on inner splits of the training parts of outer 
 1 and 2 (the header of each file gives the command and the inner figures). A trial never
 saw the test pairs of the fold it was scored in. The training part of fold 0 does contain
 the test pairs of folds 1 to 4, though, so the tables below are not a fully nested
-estimate: the ten or so hyperparameters were chosen on data that includes the other
+estimate. The ten or so hyperparameters were chosen on data that includes the other
 folds' test pairs. The models themselves are trained per fold on that fold's training
 part only, and they train a fixed number of epochs (`select_epoch: last`), so no test
 pair selects an epoch either.
+
+The commands pass `--threads 1`, but these runs were made before `evaluate.py` applied
+that option, so torch used the 2 threads that each report line records; the thread count
+changes the speed and, at most, the last digits of the figures.
 
 Under `cold-drug` a held-out drug has no trained ID embedding, so the new-drug default
 scores it from its ATC codes alone. The `row_knn`, `column_knn` and `ease` baselines only
