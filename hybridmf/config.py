@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -471,3 +472,26 @@ class TuneConfig(FitConfig):
         None, "SQLite file that stores the study, so an interrupted search continues (default: runs/tune/<output name>.db)"
     )
     output: str = _option("configs/tuned.yaml", "YAML file the best configuration is written to")
+
+
+def run_command(main: Callable[[list[str]], Any], argv: list[str], program: str) -> int:
+    """Run a script's ``main`` and print invalid input as one line without a traceback.
+
+    The messages of hybridmf's ``ValueError`` and ``FileNotFoundError`` name the file, line,
+    option or value and say what is accepted, so the traceback adds nothing for a user.
+
+    Returns:
+        The exit status: 0, or 1 after an invalid input.
+
+    Example:
+        >>> def main(argv):
+        ...     raise ValueError("bad value")
+        >>> run_command(main, [], "demo.py")
+        1
+    """
+    try:
+        main(argv)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        return 1
+    return 0

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from hybridmf.config import EvaluateConfig, default_evaluate_config, parse_config
+from hybridmf.config import EvaluateConfig, default_evaluate_config, parse_config, run_command
 from hybridmf.evaluation.protocols import ProtocolResult, run_protocol
 from hybridmf.evaluation.report import SUMMARY_METRICS, format_summary, write_report
 
@@ -68,4 +68,4 @@ def main(argv: list[str] | None = None) -> ProtocolResult:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, sys.argv[1:], "evaluate.py"))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from hybridmf.config import FitConfig, default_fit_config, parse_config
+from hybridmf.config import FitConfig, default_fit_config, parse_config, run_command
 from hybridmf.training import run_fit
 
 
@@ -41,4 +41,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_command(main, sys.argv[1:], "fit.py"))

@@ -15,6 +15,7 @@ import sys
 
 import pandas as pd
 
+from hybridmf.config import run_command
 from hybridmf.data.io import table_format, write_table
 from hybridmf.scoring import Ranker, read_molecules
 
@@ -114,12 +115,7 @@ def format_table(table: pd.DataFrame, max_lines: int) -> str:
 
 def run(argv: list[str] | None = None) -> int:
     """Run ``main``, print an invalid input as a one-line error without a traceback, and return the exit status."""
-    try:
-        main(argv)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"predict.py: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(main, sys.argv[1:] if argv is None else argv, "predict.py")
 
 
 if __name__ == "__main__":

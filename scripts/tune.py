@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from hybridmf.config import FitConfig, TuneConfig, parse_config
+from hybridmf.config import FitConfig, TuneConfig, parse_config, run_command
 from hybridmf.training import load_data
 from hybridmf.tuning import BALANCED_METRICS, tuning_data, run_study, select_trial, write_tuned_config
 
@@ -114,4 +114,4 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, sys.argv[1:], "tune.py"))
