@@ -255,20 +255,21 @@ class FitConfig:
 
 
 def default_fit_config(first: argparse.Namespace) -> Path | None:
-    """Return the shipped default of ``scripts/fit.py``: the warm one, or the new-drug one for ``--split cold``.
-
-    Your own data (``--interactions``) gets the default only when it names no MEF feature
-    source, because MEF sources need the MEF files.
-    """
-    path = shipped_default("warm" if first.split == "warm" else "cold-drug")
-    if path is not None and first.interactions is not None and _uses_mef_features(path):
-        return None
-    return path
+    """Return the shipped default of ``scripts/fit.py``: the warm one, or the new-drug one for ``--split cold``."""
+    return _default_for(first, "warm" if first.split == "warm" else "cold-drug")
 
 
 def default_evaluate_config(first: argparse.Namespace) -> Path | None:
     """Return the shipped default of ``scripts/evaluate.py`` for the protocol on the command line."""
-    path = shipped_default(first.protocol)
+    return _default_for(first, first.protocol)
+
+
+def _default_for(first: argparse.Namespace, protocol: str) -> Path | None:
+    """Return the protocol's shipped default, or None for own data (``--interactions``) when it names MEF sources.
+
+    MEF feature sources need the MEF files, which own data does not have.
+    """
+    path = shipped_default(protocol)
     if path is not None and first.interactions is not None and _uses_mef_features(path):
         return None
     return path
@@ -478,7 +479,7 @@ def run_command(main: Callable[[list[str]], Any], argv: list[str], program: str)
     """Run a script's ``main`` and print invalid input as one line without a traceback.
 
     The messages of hybridmf's ``ValueError`` and ``FileNotFoundError`` name the file, line,
-    option or value and say what is accepted, so the traceback adds nothing for a user.
+    option or value and list what is accepted, so the traceback adds nothing for a user.
 
     Returns:
         The exit status: 0, or 1 after an invalid input.

@@ -105,7 +105,7 @@ part only, and they train a fixed number of epochs (`select_epoch: last`), so no
 pair selects an epoch either.
 
 The commands pass `--threads 1`, but these runs were made before `evaluate.py` applied
-that option, so torch used the 2 threads that each report line records; the thread count
+that option. So torch used the 2 threads that each report line records. The thread count
 changes the speed and, at most, the last digits of the figures.
 
 Under `cold-drug` a held-out drug has no trained ID embedding, so the new-drug default

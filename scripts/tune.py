@@ -1,9 +1,9 @@
 """Search hyperparameters on an inner validation split and write the best configuration as YAML.
 
 The trials train on part of one outer fold's training pairs and are scored on the rest of
-them; the fold's test pairs are never used. The study is stored in runs/tune/ (or in
---storage), so running the same command again continues it, and --trials 0 only rewrites
-the output from the stored trials.
+them. The fold's test pairs are never used. The study is stored in runs/tune/ (or in
+--storage), so the same command continues it, and --trials 0 only rewrites the output
+from the stored trials.
 
 Examples:
     python scripts/tune.py --protocol warm --trials 40 --output configs/default-warm.yaml \\

@@ -143,10 +143,12 @@ def test_shipped_defaults_follow_the_split_and_protocol():
     overridden = parse_config(["--k", "7"], FitConfig, default_config=default_fit_config)
 
     assert (warm.blend, warm.select_epoch) == ("ease", "last")
-    assert new_drug.drug_sources == ("atc",) and not new_drug.row_ids
+    assert new_drug.drug_sources == ("atc",)
+    assert not new_drug.row_ids
     assert cold_cv.drug_sources == ("atc",)
     assert built_in == FitConfig()
-    assert overridden.k == 7 and overridden.blend == "ease"
+    assert overridden.k == 7
+    assert overridden.blend == "ease"
     # Own data cannot use MEF feature sources, so it falls back to the built-in defaults.
     own_cold = parse_config(["--split", "cold", "--interactions", "pairs.csv"], FitConfig, default_config=default_fit_config)
     assert own_cold.drug_sources == ()

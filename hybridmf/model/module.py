@@ -295,11 +295,11 @@ class HybridMF(pl.LightningModule):
 
         Without a fitted blend these are the network's logits (:meth:`network_logits`).
         With ``blend="ease"`` after :meth:`fit_blend`, they are
-        ``logit((1 - w) * F_model(s_model) + w * F_ease(s_ease))``, where ``w`` is
-        ``blend_weight``, ``s_ease = X[rows] @ B`` is the EASE score from the stored
-        training interactions ``X`` and weights ``B``, and each ``F`` is the empirical
-        CDF of that scorer's scores on the training candidates
-        (:func:`hybridmf.model.blend.blend_logits`). These blended scores rank pairs
+        ``logit((1 - w) * F_model(s_model) + w * F_ease(s_ease))``
+        (:func:`hybridmf.model.blend.blend_logits`). Here ``w`` is ``blend_weight``, and
+        ``s_ease = X[rows] @ B`` is the EASE score from the stored training interactions
+        ``X`` and weights ``B``. Each ``F`` is the empirical CDF of that scorer's scores on
+        the training candidates. These blended scores rank pairs
         across all rows, but they are not the log-odds of a positive, so an accuracy
         that thresholds them at 0 is not meaningful. A row without training interactions
         gets the same EASE part in every column, so it is ranked by the model alone.
