@@ -164,12 +164,18 @@ class FitConfig:
     # Ensemble.
     blend: str = _option(
         "none",
-        "after training, blend the selected model with the EASE item-item model by global rank (the quantile "
-        "of each score among all training candidate pairs); the blend is saved in the checkpoint",
+        "after training, blend the selected model by global rank (the quantile of each score among all "
+        "training candidate pairs) with the EASE item-item model (ease) or with ridge regression from the row "
+        "features (ridge, for new rows); the blend is saved in the checkpoint",
         choices=BLEND_METHODS,
     )
-    blend_weight: float = _option(0.5, "share of the EASE part in the blend, from 0 (model only) to 1 (EASE only)")
+    blend_weight: float = _option(
+        0.5, "share of the baseline part in the blend, from 0 (model only) to 1 (EASE or ridge only)"
+    )
     blend_ease_l2: float = _option(100.0, "L2 regularisation strength lambda of the EASE part of the blend")
+    blend_ridge_l2: float = _option(
+        3.0, "L2 regularisation strength lambda of the ridge part of the blend (each feature source scaled to norm 1)"
+    )
     # Evaluation and output.
     eval_k: int = _option(10, "cut-off k of the ranking metrics (NDCG@k, HR@k, precision@k, recall@k)")
     eval_pooled_sample: int | None = _option(
@@ -212,7 +218,7 @@ class FitConfig:
                 raise ValueError(
                     f"invalid value {value!r} for {item.name}; valid values: {', '.join(map(str, choices))}"
                 )
-        check_blend_options(self.blend, self.blend_weight, self.blend_ease_l2)
+        check_blend_options(self.blend, self.blend_weight, self.blend_ease_l2, self.blend_ridge_l2)
         _, adr_sources = self.feature_sources()
         leaking = [name for name in adr_sources if name in LABEL_LEAK_SOURCES]
         if leaking and not self.allow_label_leak:
@@ -433,10 +439,13 @@ class EvaluateConfig(FitConfig):
     methods: tuple[str, ...] = _option(
         (),
         "methods to compare: model and baseline names (popularity, row_knn, column_knn, ease, "
-        "feature_knn). Without any, the protocol's default list is used",
+        "feature_knn, feature_ridge). Without any, the protocol's default list is used",
     )
     knn_neighbors: int = _option(20, "neighbours of the row_knn, column_knn and feature_knn baselines")
     ease_l2: float = _option(100.0, "L2 regularisation strength lambda of the ease baseline")
+    ridge_l2: float = _option(
+        3.0, "L2 regularisation strength lambda of the feature_ridge baseline (each feature source scaled to norm 1)"
+    )
     out: str | None = _option(None, "output directory (default: runs/evaluate-<protocol>-<date>-<time>)")
 
 
@@ -468,6 +477,9 @@ class TuneConfig(FitConfig):
     )
     tolerance: float = _option(
         0.01, "trials within this relative distance of the best objective value tie; the tie goes to AUROC"
+    )
+    hold: tuple[str, ...] = _option(
+        (), "searched options to hold at their value from the command line or --config instead (for example bias)"
     )
     storage: str | None = _option(
         None, "SQLite file that stores the study, so an interrupted search continues (default: runs/tune/<output name>.db)"

@@ -144,40 +144,50 @@ def evaluate_config(config: FitConfig, protocol: str, tuning: TuningData) -> dic
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def suggest(trial: Any, config: FitConfig) -> dict[str, Any]:
+# Options that :func:`suggest` can draw, in the order it draws them.
+SEARCHED_OPTIONS = (
+    "lr", "l2", "k", "max_epochs", "bias", "pos_weight", "neg_ratio", "blend_weight", "blend_ridge_l2",
+    "row_feature_l2", "col_feature_l2",
+)
+
+
+def suggest(trial: Any, config: FitConfig, hold: Sequence[str] = ()) -> dict[str, Any]:
     """Draw one point of the search space that fits ``config``'s model family.
 
     Every family searches the learning rate, the embedding penalty, the latent size, the
     number of full-batch epochs and the bias terms. The weighted BCE loss adds the
-    positive weight, triplet losses the negatives per positive, a blend its weight, and a
-    side with features the penalty of its encoder.
+    positive weight, triplet losses the negatives per positive, a blend its weight (and
+    the ridge part its penalty), and a side with features the penalty of its encoder.
 
     Args:
         trial: An ``optuna.Trial``.
         config: The base configuration; its loss and features select the space.
+        hold: Names of ``SEARCHED_OPTIONS`` that keep their value in ``config`` instead.
 
     Returns:
         Option names of ``FitConfig`` and their values.
     """
-    values: dict[str, Any] = {
-        "lr": trial.suggest_float("lr", 3e-3, 5e-2, log=True),
-        "l2": trial.suggest_float("l2", 1e-3, 3.0, log=True),
-        "k": trial.suggest_categorical("k", [32, 64, 128]),
-        "max_epochs": trial.suggest_int("max_epochs", 100, 500, step=50),
-        "bias": trial.suggest_categorical("bias", [True, False]),
+    drug_sources, adr_sources = config.feature_sources()
+    draws: dict[str, Callable[[], Any]] = {
+        "lr": lambda: trial.suggest_float("lr", 1e-3, 5e-2, log=True),
+        "l2": lambda: trial.suggest_float("l2", 1e-4, 3.0, log=True),
+        "k": lambda: trial.suggest_categorical("k", [32, 64, 128, 256]),
+        "max_epochs": lambda: trial.suggest_int("max_epochs", 50, 500, step=50),
+        "bias": lambda: trial.suggest_categorical("bias", [True, False]),
     }
     if config.loss == "bce":
-        values["pos_weight"] = trial.suggest_float("pos_weight", 2.0, 50.0, log=True)
+        draws["pos_weight"] = lambda: trial.suggest_float("pos_weight", 2.0, 50.0, log=True)
     else:
-        values["neg_ratio"] = trial.suggest_int("neg_ratio", 1, 16, log=True)
+        draws["neg_ratio"] = lambda: trial.suggest_int("neg_ratio", 1, 16, log=True)
     if config.blend != "none":
-        values["blend_weight"] = trial.suggest_float("blend_weight", 0.0, 0.6)
-    drug_sources, adr_sources = config.feature_sources()
+        draws["blend_weight"] = lambda: trial.suggest_float("blend_weight", 0.0, 0.8)
+    if config.blend == "ridge":
+        draws["blend_ridge_l2"] = lambda: trial.suggest_float("blend_ridge_l2", 0.3, 30.0, log=True)
     if drug_sources or config.row_feature_files:
-        values["row_feature_l2"] = trial.suggest_float("row_feature_l2", 1e-5, 1.0, log=True)
+        draws["row_feature_l2"] = lambda: trial.suggest_float("row_feature_l2", 1e-5, 1.0, log=True)
     if adr_sources or config.col_feature_files:
-        values["col_feature_l2"] = trial.suggest_float("col_feature_l2", 1e-5, 1.0, log=True)
-    return values
+        draws["col_feature_l2"] = lambda: trial.suggest_float("col_feature_l2", 1e-5, 1.0, log=True)
+    return {name: draw() for name, draw in draws.items() if name not in hold}
 
 
 def run_study(
@@ -206,7 +216,8 @@ def run_study(
         tuning: The inner split, several inner splits (of several outer folds) whose
             objective values and metrics are averaged, or None to carve the split of fold 0
             with :func:`tuning_data`.
-        space: Maps a trial and ``config`` to option values; None uses :func:`suggest`.
+        space: Maps a trial and ``config`` to option values; None uses :func:`suggest`
+            (``functools.partial(suggest, hold=...)`` holds some of its options).
         fixed: Plain values that define the search besides the space (the base options,
             the protocol, the folds). A stored study continues only when they are equal.
 

@@ -15,6 +15,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import platform
 import shlex
@@ -26,7 +27,15 @@ import torch
 
 from hybridmf.config import FitConfig, TuneConfig, parse_config, run_command
 from hybridmf.training import load_data
-from hybridmf.tuning import BALANCED_METRICS, tuning_data, run_study, select_trial, write_tuned_config
+from hybridmf.tuning import (
+    BALANCED_METRICS,
+    SEARCHED_OPTIONS,
+    run_study,
+    select_trial,
+    suggest,
+    tuning_data,
+    write_tuned_config,
+)
 
 # Options that describe where data and outputs live or how the machine runs, not the model.
 NOT_MODEL_OPTIONS = {"data_dir", "out", "resume", "progress", "threads", "accelerator", "devices", "strategy", "num_nodes"}
@@ -49,6 +58,13 @@ def main(argv: list[str] | None = None):
     logging.getLogger("lightning").setLevel(logging.WARNING)
     argv = sys.argv[1:] if argv is None else list(argv)
     config = parse_config(argv, TuneConfig, description=__doc__.splitlines()[0])
+    unknown = sorted(set(config.hold) - set(SEARCHED_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"--hold takes options that the search draws ({', '.join(SEARCHED_OPTIONS)}), got {', '.join(unknown)}"
+        )
+    if not 0 < config.inner_val_fraction < 1:
+        raise ValueError(f"--inner-val-fraction must lie in (0, 1), got {config.inner_val_fraction}")
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     fit_options = {item.name: getattr(config, item.name) for item in dataclasses.fields(FitConfig)}
@@ -72,6 +88,7 @@ def main(argv: list[str] | None = None):
         storage=f"sqlite:///{storage}",
         study_name=f"{config.protocol}-{output.stem}",
         tuning=tuning,
+        space=functools.partial(suggest, hold=config.hold),
         fixed={
             **base_options(config),
             "protocol": config.protocol,
@@ -80,6 +97,8 @@ def main(argv: list[str] | None = None):
             "inner_folds": config.inner_folds,
             "inner_val_fraction": config.inner_val_fraction,
             "objective": config.objective,
+            # Only a search that holds options records them, so older stored studies still continue.
+            **({"hold": sorted(config.hold)} if config.hold else {}),
         },
     )
     best = select_trial(study, config.tolerance)

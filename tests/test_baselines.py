@@ -229,7 +229,7 @@ def test_make_baseline_builds_each_registered_name() -> None:
 
 def test_make_baseline_unknown_name() -> None:
     message = (
-        r"Unknown baseline name 'bpr'. Valid names: column_knn, ease, feature_knn, popularity, row_knn"
+        r"Unknown baseline name 'bpr'. Valid names: column_knn, ease, feature_knn, feature_ridge, popularity, row_knn"
     )
     with pytest.raises(ValueError, match=message):
         make_baseline("bpr")

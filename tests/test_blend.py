@@ -209,7 +209,7 @@ def test_fit_config_rejects_invalid_blend_options(options, message):
     ("options", "message"),
     [
         ({"n_cols": 20_001, "blend": "ease"}, "at most 20000 columns, got n_cols=20001"),
-        ({"n_cols": 4, "blend": "mean"}, "blend must be one of 'none', 'ease', got 'mean'"),
+        ({"n_cols": 4, "blend": "mean"}, "blend must be one of 'none', 'ease', 'ridge', got 'mean'"),
         ({"n_cols": 4, "blend": "ease", "blend_weight": 2.0}, r"blend_weight must be a number in \[0, 1\]"),
     ],
 )

@@ -55,10 +55,10 @@ def test_objective_values():
 def test_tune_script_writes_and_continues(tiny_mef_dir: Path, tmp_path: Path, monkeypatch):
     full_space = hybridmf.tuning.suggest
 
-    def short_trials(trial, config):
-        return {**full_space(trial, config), "max_epochs": 3}
+    def short_trials(trial, config, hold=()):
+        return {**full_space(trial, config, hold), "max_epochs": 3}
 
-    monkeypatch.setattr(hybridmf.tuning, "suggest", short_trials)
+    monkeypatch.setattr(tune, "suggest", short_trials)
     output = tmp_path / "configs" / "tuned.yaml"
     argv = [
         "--data-dir", str(tiny_mef_dir), "--protocol", "warm", "--folds", "3", "--trials", "2",
@@ -90,6 +90,12 @@ def test_tune_script_writes_and_continues(tiny_mef_dir: Path, tmp_path: Path, mo
     averaged = [*argv[:-2], "--storage", str(tmp_path / "two.db"), "--inner-folds", "2", "--trials", "1"]
     assert len(tune.main(averaged).trials) == 1
     assert "outer folds 0, 1 of 3, averaged" in output.read_text()
+    # --hold keeps an option at its given value instead of searching it.
+    held = [*argv[:-2], "--storage", str(tmp_path / "held.db"), "--trials", "1", "--bias", "--hold", "bias"]
+    assert "bias" not in tune.main(held).trials[0].params
+    assert load_yaml(output)["bias"] is True
+    with pytest.raises(ValueError, match=r"--hold takes options that the search draws \(lr, .*\), got optimizer"):
+        tune.main([*held, "--hold", "optimizer"])
 
 
 def test_encoder_penalty_adds_squared_weights():

@@ -57,7 +57,7 @@ from hybridmf.data.sampling import PositiveSet
 from hybridmf.data.splits import Split, inner_split, make_folds
 from hybridmf.evaluation.baselines import BASELINES, Baseline, make_baseline
 from hybridmf.evaluation.metrics import RankingEvaluator
-from hybridmf.training import load_data, model_loss, train_split, update_evaluators
+from hybridmf.training import build_features, load_data, model_loss, train_split, update_evaluators
 
 logger = logging.getLogger(__name__)
 
@@ -125,16 +125,18 @@ def protocol_folds(
     return view, make_folds(view.pairs, view.n_rows, kind, n_folds, seed)
 
 
-def default_methods(protocol: str, has_row_features: bool) -> tuple[str, ...]:
+def default_methods(protocol: str, has_row_features: bool, has_model_features: bool = False) -> tuple[str, ...]:
     """Return the methods compared by default under a protocol.
 
     ``warm`` compares the model with every interaction baseline. The cold protocols leave
     out ``row_knn``, ``column_knn`` and ``ease``, which only repeat ``popularity`` for rows
-    without training positives, and add ``feature_knn`` when row features exist.
+    without training positives. They add ``feature_knn`` when the rows have SMILES, and
+    ``feature_ridge`` when the model has row features.
 
     Args:
         protocol: ``"warm"``, ``"cold-drug"`` or ``"cold-adr"``.
-        has_row_features: Whether the rows have features for ``feature_knn``.
+        has_row_features: Whether the rows have SMILES for ``feature_knn``.
+        has_model_features: Whether the model has row features for ``feature_ridge``.
 
     Returns:
         Method names, ``"model"`` first.
@@ -148,7 +150,8 @@ def default_methods(protocol: str, has_row_features: bool) -> tuple[str, ...]:
     """
     if _split_kind(protocol) == "warm":
         return (MODEL, "popularity", *INTERACTION_BASELINES)
-    return (MODEL, "popularity", "feature_knn") if has_row_features else (MODEL, "popularity")
+    feature_methods = (("feature_knn",) if has_row_features else ()) + (("feature_ridge",) if has_model_features else ())
+    return (MODEL, "popularity", *feature_methods)
 
 
 def fingerprint_features(data: InteractionData, radius: int = 2, n_bits: int = 2048) -> np.ndarray | None:
@@ -301,8 +304,9 @@ def _baseline_factories(
     """Return a constructor per baseline name.
 
     ``feature_knn`` compares fingerprints by Tanimoto similarity. The neighbour count and
-    the EASE lambda come from the ``knn_neighbors`` and ``ease_l2`` fields of an
-    ``EvaluateConfig``, and from the baselines' defaults for a plain ``FitConfig``.
+    the EASE and ridge lambdas come from the ``knn_neighbors``, ``ease_l2`` and
+    ``ridge_l2`` fields of an ``EvaluateConfig``, and from the baselines' defaults for a
+    plain ``FitConfig``.
     """
     options: dict[str, dict[str, object]] = {name: {} for name in BASELINES}
     options["feature_knn"]["metric"] = "tanimoto"
@@ -311,6 +315,8 @@ def _baseline_factories(
             options[name]["n_neighbors"] = config.knn_neighbors
     if hasattr(config, "ease_l2"):
         options["ease"]["l2"] = config.ease_l2
+    if hasattr(config, "ridge_l2"):
+        options["feature_ridge"]["l2"] = config.ridge_l2
     factories = {
         name: (lambda name=name: make_baseline(name, **options[name])) for name in BASELINES
     }
@@ -319,7 +325,10 @@ def _baseline_factories(
 
 
 def _check_methods(
-    methods: Sequence[str], factories: Mapping[str, Callable[[], Baseline]], has_row_features: bool
+    methods: Sequence[str],
+    factories: Mapping[str, Callable[[], Baseline]],
+    has_row_features: bool,
+    has_model_features: bool = True,
 ) -> tuple[str, ...]:
     """Validate the method names and return them as a tuple without repeats."""
     methods = tuple(dict.fromkeys(methods))
@@ -330,6 +339,12 @@ def _check_methods(
         raise ValueError(
             "method 'feature_knn' needs row features, but the rows have no 'smiles' column "
             "(under cold-adr the rows are ADRs); leave feature_knn out"
+        )
+    if "feature_ridge" in methods and not has_model_features:
+        raise ValueError(
+            "method 'feature_ridge' regresses on the row features of the model, but it has none; give them with "
+            "--drug-sources, --features or --row-feature-files (under cold-adr: the ADR sources), or leave "
+            "feature_ridge out"
         )
     return methods
 
@@ -415,9 +430,10 @@ def run_protocol(
     data = load_data(config) if data is None else data
     view, folds = protocol_folds(data, protocol, n_folds, config.seed)
     factories = _baseline_factories(config, baselines)
+    has_smiles, has_model_features = "smiles" in view.rows.columns, bool(view.row_features)
     if methods is None or len(methods) == 0:
-        methods = default_methods(protocol, has_row_features="smiles" in view.rows.columns)
-    methods = _check_methods(methods, factories, has_row_features="smiles" in view.rows.columns)
+        methods = default_methods(protocol, has_smiles, has_model_features)
+    methods = _check_methods(methods, factories, has_smiles, has_model_features)
     row_features = None
     if "feature_knn" in methods:
         row_features = fingerprint_features(view, config.fingerprint_radius, config.fingerprint_bits)
@@ -459,6 +475,14 @@ def run_protocol(
                 training_logs.append(fold_dir / "logs" / "metrics.csv")
                 extra = {"epochs": trained.epochs, "selected_epoch": trained.selected_epoch}
                 score_rows, method_threshold = trained.model.score_rows, threshold
+            elif method == "feature_ridge":
+                # The model's row features, standardized on this fold's training rows; one scale per source.
+                matrix, _ = build_features(config, view, split)
+                blocks = [(entry["offset"], entry["width"]) for entry in matrix.layout]
+                baseline = factories[method]()
+                baseline.blocks = blocks
+                baseline.fit(split.train_pairs, view.n_rows, view.n_cols, matrix.values)
+                score_rows, method_threshold = baseline.score_rows, None
             else:
                 baseline = factories[method]()
                 baseline.fit(split.train_pairs, view.n_rows, view.n_cols, row_features)

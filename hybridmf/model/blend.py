@@ -1,12 +1,13 @@
 """Blending of two scorers by global rank: empirical CDFs on stored quantile grids.
 
-Two scorers on different scales (a model's logits and EASE's item-item scores) are put on
-one scale by mapping each score to its quantile among reference scores. ``F(s)`` is the
-share of reference scores below ``s``, computed from a sorted grid of reference
-quantiles. The blend is ``(1 - w) * F_model(s_model) + w * F_ease(s_ease)``. The
-reference scores pool all rows, so a pair's quantile is its rank among all pairs (a
-global rank). Per-row ranks would make the scores of different rows incomparable, which
-breaks the pooled AUROC and AUPR.
+A trained model is blended with one closed-form baseline: EASE (item-item, for rows with
+training interactions) or feature ridge regression (row features to the row's training
+vector, for new rows). The two scorers are on different scales, so each score is mapped
+to its quantile among reference scores. ``F(s)`` is the share of reference scores below
+``s``, computed from a sorted grid of reference quantiles. The blend is
+``(1 - w) * F_model(s_model) + w * F_part(s_part)``. The reference scores pool all rows,
+so a pair's quantile is its rank among all pairs (a global rank). Per-row ranks would
+make the scores of different rows incomparable, which breaks the pooled AUROC and AUPR.
 
 The functions here are pure tensor code. ``HybridMF`` stores the grids as buffers and
 calls them.
@@ -17,9 +18,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hybridmf.evaluation.baselines import EASE
+from hybridmf.evaluation.baselines import EASE, FeatureRidge
 
-BLEND_METHODS = ("none", "ease")
+BLEND_METHODS = ("none", "ease", "ridge")
 # The EASE part stores a (C, C) float32 weight matrix in the model and in every
 # checkpoint, and its fit inverts a (C, C) float64 matrix: 20,000 columns are 1.6 GB of
 # weights and 3.2 GB for the inverse.
@@ -27,6 +28,8 @@ MAX_BLEND_COLUMNS = 20_000
 # The training interactions of the EASE part are a dense (R, C) bool matrix, one byte
 # per cell.
 MAX_BLEND_CELLS = 1 << 30
+# The ridge part stores a (d, C) float32 weight matrix: 2**28 values are 1 GiB.
+MAX_RIDGE_WEIGHTS = 1 << 28
 # Points of each quantile grid: the quantiles at levels 0, 0.001, ..., 1.
 QUANTILE_GRID_SIZE = 1001
 # Reference pairs used for the grids at most; beyond that a uniform sample of the
@@ -37,13 +40,14 @@ MAX_REFERENCE_PAIRS = 1 << 24
 BLEND_EPSILON = 1e-6
 
 
-def check_blend_options(blend: str, blend_weight: float, blend_ease_l2: float) -> None:
+def check_blend_options(blend: str, blend_weight: float, blend_ease_l2: float, blend_ridge_l2: float = 3.0) -> None:
     """Check the blend options.
 
     Args:
-        blend: ``"none"`` or ``"ease"``.
-        blend_weight: Share of the EASE part, in [0, 1].
+        blend: ``"none"``, ``"ease"`` or ``"ridge"``.
+        blend_weight: Share of the blended baseline, in [0, 1].
         blend_ease_l2: L2 regularisation strength lambda of the EASE part, > 0.
+        blend_ridge_l2: L2 regularisation strength lambda of the ridge part, > 0.
 
     Raises:
         ValueError: When an option is outside its accepted values.
@@ -52,26 +56,34 @@ def check_blend_options(blend: str, blend_weight: float, blend_ease_l2: float) -
         >>> check_blend_options("ease", 1.5, 100.0)
         Traceback (most recent call last):
         ...
-        ValueError: blend_weight must be a number in [0, 1] (the share of the EASE part), got 1.5
+        ValueError: blend_weight must be a number in [0, 1] (the share of the blended baseline), got 1.5
     """
     if blend not in BLEND_METHODS:
         raise ValueError(f"blend must be one of {', '.join(map(repr, BLEND_METHODS))}, got {blend!r}")
     if isinstance(blend_weight, bool) or not isinstance(blend_weight, (int, float)) or not 0 <= blend_weight <= 1:
         raise ValueError(
-            f"blend_weight must be a number in [0, 1] (the share of the EASE part), got {blend_weight!r}"
+            f"blend_weight must be a number in [0, 1] (the share of the blended baseline), got {blend_weight!r}"
         )
-    try:
-        EASE(l2=blend_ease_l2)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"invalid blend_ease_l2: {error}") from None
+    for name, part, l2 in (("blend_ease_l2", EASE, blend_ease_l2), ("blend_ridge_l2", FeatureRidge, blend_ridge_l2)):
+        try:
+            part(l2=l2)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"invalid {name}: {error}") from None
 
 
-def check_blend_size(n_rows: int, n_cols: int) -> None:
-    """Check that the EASE part of a blend fits a data set of ``n_rows`` x ``n_cols``.
+def check_blend_size(n_rows: int, n_cols: int, blend: str = "ease", row_feature_dim: int = 0) -> None:
+    """Check that the baseline part of a blend fits a data set of ``n_rows`` x ``n_cols``.
+
+    Args:
+        n_rows: Number of rows.
+        n_cols: Number of columns.
+        blend: ``"ease"`` or ``"ridge"``.
+        row_feature_dim: Size of the row feature vector; the ridge part needs one.
 
     Raises:
-        ValueError: When ``n_cols`` exceeds ``MAX_BLEND_COLUMNS`` or the grid exceeds
-            ``MAX_BLEND_CELLS`` cells.
+        ValueError: When ``n_cols`` exceeds ``MAX_BLEND_COLUMNS``, the grid exceeds
+            ``MAX_BLEND_CELLS`` cells, or the ridge part has no row features or more
+            than ``MAX_RIDGE_WEIGHTS`` weights.
 
     Example:
         >>> check_blend_size(100, 30_000)
@@ -79,7 +91,18 @@ def check_blend_size(n_rows: int, n_cols: int) -> None:
         ...
         ValueError: blend='ease' supports at most 20000 columns, got n_cols=30000: the EASE part stores a (C, C) float32 weight matrix in the model and every checkpoint and inverts a (C, C) matrix to fit it. Use blend='none'
     """
-    if n_cols > MAX_BLEND_COLUMNS:
+    if blend == "ridge":
+        if row_feature_dim < 1:
+            raise ValueError(
+                "blend='ridge' regresses the rows' training vectors on their features, but the model has no row "
+                "features; give row features (for MEF, --drug-sources or --features) or use blend='ease'"
+            )
+        if row_feature_dim * n_cols > MAX_RIDGE_WEIGHTS:
+            raise ValueError(
+                f"blend='ridge' supports at most {MAX_RIDGE_WEIGHTS} row features x columns, got "
+                f"{row_feature_dim} x {n_cols}: the ridge part stores a (d, C) float32 weight matrix. Use blend='none'"
+            )
+    if n_cols > MAX_BLEND_COLUMNS and blend == "ease":
         raise ValueError(
             f"blend='ease' supports at most {MAX_BLEND_COLUMNS} columns, got n_cols={n_cols}: the EASE part "
             f"stores a (C, C) float32 weight matrix in the model and every checkpoint and inverts a (C, C) "
@@ -87,8 +110,8 @@ def check_blend_size(n_rows: int, n_cols: int) -> None:
         )
     if n_rows * n_cols > MAX_BLEND_CELLS:
         raise ValueError(
-            f"blend='ease' supports at most {MAX_BLEND_CELLS} rows x columns, got {n_rows} x {n_cols}: the EASE "
-            f"part stores the training interactions as a dense (R, C) matrix. Use blend='none'"
+            f"blend={blend!r} supports at most {MAX_BLEND_CELLS} rows x columns, got {n_rows} x {n_cols}: the "
+            f"fit holds the training interactions as a dense (R, C) matrix. Use blend='none'"
         )
 
 
@@ -163,22 +186,22 @@ def empirical_cdf(scores: Tensor, grid: Tensor) -> Tensor:
 
 
 def blend_logits(
-    model_scores: Tensor, ease_scores: Tensor, model_grid: Tensor, ease_grid: Tensor, weight: float
+    model_scores: Tensor, part_scores: Tensor, model_grid: Tensor, part_grid: Tensor, weight: float
 ) -> Tensor:
     """Blend two scores by global rank and return the logit of the blended level.
 
     The blended level is ``(1 - weight) * F_model(model_scores) + weight *
-    F_ease(ease_scores)`` in [0, 1], with ``F`` from :func:`empirical_cdf`. The output
+    F_part(part_scores)`` in [0, 1], with ``F`` from :func:`empirical_cdf`. The output
     is ``logit`` of that level, clamped to ``[BLEND_EPSILON, 1 - BLEND_EPSILON]``, so
     ``sigmoid(output)`` gives the level back. It ranks pairs but is not the log-odds of
     a positive.
 
     Args:
         model_scores: Scores of the model, any shape.
-        ease_scores: Scores of EASE for the same pairs, same shape.
+        part_scores: Scores of the baseline part (EASE or ridge) for the same pairs, same shape.
         model_grid: ``(G,)`` reference quantiles of the model's scores.
-        ease_grid: ``(G,)`` reference quantiles of EASE's scores.
-        weight: Share of the EASE part, in [0, 1].
+        part_grid: ``(G,)`` reference quantiles of the part's scores.
+        weight: Share of the baseline part, in [0, 1].
 
     Returns:
         Blended scores, of the shape and dtype of ``model_scores``.
@@ -188,6 +211,6 @@ def blend_logits(
         >>> torch.sigmoid(blend_logits(torch.tensor([0.5]), torch.tensor([1.0]), grid, grid, 0.5))
         tensor([0.7500])
     """
-    level = (1.0 - weight) * empirical_cdf(model_scores, model_grid) + weight * empirical_cdf(ease_scores, ease_grid)
+    level = (1.0 - weight) * empirical_cdf(model_scores, model_grid) + weight * empirical_cdf(part_scores, part_grid)
     return torch.logit(level, eps=BLEND_EPSILON).to(model_scores.dtype)
 

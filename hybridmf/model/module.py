@@ -25,10 +25,12 @@ pooled AUROC and AUPR compare scores across rows, which a triplet loss never doe
 directly, so they can understate such a model.
 
 With ``blend="ease"`` the trained model is an ensemble with the EASE item-item model
-(``hybridmf.evaluation.baselines.EASE``). After training, :meth:`HybridMF.fit_blend`
-fits EASE on the training pairs and stores reference quantiles of both scorers, and from
-then on ``score_rows`` returns the blend of the two by global rank
-(``hybridmf.model.blend``). Training and validation epochs see the model's own logits.
+(``hybridmf.evaluation.baselines.EASE``), and with ``blend="ridge"`` an ensemble with
+ridge regression from the row features (``hybridmf.evaluation.baselines.FeatureRidge``),
+which suits new rows. After training, :meth:`HybridMF.fit_blend` fits the baseline part
+on the training pairs and stores reference quantiles of both scorers, and from then on
+``score_rows`` returns the blend of the two by global rank (``hybridmf.model.blend``).
+Training and validation epochs see the model's own logits.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from torch import Tensor, nn
 
 from hybridmf import losses
 from hybridmf.distributed import merge_evaluator_across_processes
-from hybridmf.evaluation.baselines import EASE
+from hybridmf.evaluation.baselines import EASE, FeatureRidge
 from hybridmf.evaluation.metrics import RankingEvaluator
 from hybridmf.model.blend import (
     MAX_REFERENCE_PAIRS,
@@ -69,7 +71,7 @@ OPTIMIZERS = {
     "adagrad": torch.optim.Adagrad,
 }
 LOSS_NAMES = ("bce", "bpr", "margin")
-# Score values held at once while fitting or scoring the EASE part of a blend: 4M float32 values, 16 MiB.
+# Score values held at once while fitting or scoring the baseline part of a blend: 4M float32 values, 16 MiB.
 REFERENCE_CHUNK_CELLS = 1 << 22
 
 
@@ -115,15 +117,17 @@ class HybridMF(pl.LightningModule):
         eval_pooled_sample: Estimate the pooled validation AUROC and AUPR on a sample of
             at most this many candidate pairs, which bounds the evaluator's memory; None
             keeps every candidate (exact). See ``RankingEvaluator``.
-        blend: ``"none"``, or ``"ease"`` to blend the trained model with EASE by global
-            rank once :meth:`fit_blend` has run. See :meth:`score_rows`.
-        blend_weight: Share of the EASE part of the blend, in [0, 1].
+        blend: ``"none"``, ``"ease"`` to blend the trained model with EASE, or
+            ``"ridge"`` to blend it with ridge regression from the row features, by
+            global rank once :meth:`fit_blend` has run. See :meth:`score_rows`.
+        blend_weight: Share of the baseline part of the blend, in [0, 1].
         blend_ease_l2: L2 regularisation strength lambda of the EASE part.
+        blend_ridge_l2: L2 regularisation strength lambda of the ridge part.
 
     Raises:
         ValueError: When ``loss``, ``optimizer``, ``k`` or a blend option is invalid, or
-            ``blend="ease"`` is requested for more columns or cells than
-            ``hybridmf.model.blend`` allows.
+            a blend is requested for more columns or cells than ``hybridmf.model.blend``
+            allows, or ``blend="ridge"`` without row features.
 
     Example:
         >>> model = HybridMF(n_rows=3, n_cols=4, k=2)
@@ -166,6 +170,7 @@ class HybridMF(pl.LightningModule):
         blend: str = "none",
         blend_weight: float = 0.5,
         blend_ease_l2: float = 100.0,
+        blend_ridge_l2: float = 3.0,
     ) -> None:
         super().__init__()
         if loss not in LOSS_NAMES:
@@ -174,9 +179,9 @@ class HybridMF(pl.LightningModule):
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        check_blend_options(blend, blend_weight, blend_ease_l2)
+        check_blend_options(blend, blend_weight, blend_ease_l2, blend_ridge_l2)
         if blend != "none":
-            check_blend_size(n_rows, n_cols)
+            check_blend_size(n_rows, n_cols, blend, row_feature_dim)
         self.save_hyperparameters()
         encoder = dict(
             encoder_hidden=tuple(encoder_hidden),
@@ -195,7 +200,7 @@ class HybridMF(pl.LightningModule):
             nn.init.zeros_(self.row_bias.weight)
             nn.init.zeros_(self.col_bias.weight)
         if blend != "none":
-            self._register_blend_buffers(n_rows, n_cols)
+            self._register_blend_buffers(n_rows, n_cols, row_feature_dim)
         self.evaluator = RankingEvaluator(k=eval_k, threshold=0.0, pooled_sample=eval_pooled_sample)
         # Per stage: the sum of batch losses weighted by batch size, and the examples seen.
         self._loss_totals: dict[str, tuple[Tensor | float, int]] = {}
@@ -294,26 +299,23 @@ class HybridMF(pl.LightningModule):
         """Return the ``(N, n_cols)`` scores of every column for the rows ``(N,)``.
 
         Without a fitted blend these are the network's logits (:meth:`network_logits`).
-        With ``blend="ease"`` after :meth:`fit_blend`, they are
-        ``logit((1 - w) * F_model(s_model) + w * F_ease(s_ease))``
-        (:func:`hybridmf.model.blend.blend_logits`). Here ``w`` is ``blend_weight``, and
-        ``s_ease = X[rows] @ B`` is the EASE score from the stored training interactions
-        ``X`` and weights ``B``. Each ``F`` is the empirical CDF of that scorer's scores on
-        the training candidates. These blended scores rank pairs
-        across all rows, but they are not the log-odds of a positive, so an accuracy
-        that thresholds them at 0 is not meaningful. A row without training interactions
-        gets the same EASE part in every column, so it is ranked by the model alone.
+        After :meth:`fit_blend`, they are
+        ``logit((1 - w) * F_model(s_model) + w * F_part(s_part))``
+        (:func:`hybridmf.model.blend.blend_logits`). Here ``w`` is ``blend_weight``. With
+        ``blend="ease"``, ``s_part = X[rows] @ B`` is the EASE score from the stored
+        training interactions ``X`` and weights ``B``. With ``blend="ridge"``,
+        ``s_part = (x - m) @ W + c`` is the ridge score from the row's features ``x``.
+        Each ``F`` is the empirical CDF of that scorer's scores on the training
+        candidates (leave-one-out scores for the ridge part). These blended scores rank
+        pairs across all rows, but they are not the log-odds of a positive, so an
+        accuracy that thresholds them at 0 is not meaningful. Under ``blend="ease"`` a
+        row without training interactions gets the same EASE part in every column, so it
+        is ranked by the model alone.
         """
         scores = self.network_logits(rows)  # (N, C)
         if not self.blend_fitted:
             return scores
-        return blend_logits(
-            scores,
-            self._ease_scores(rows),
-            self.blend_model_quantiles,
-            self.blend_ease_quantiles,
-            self.hparams.blend_weight,
-        )
+        return self._blend(scores, self._part_scores(rows))
 
     def score_pairs(self, rows: Tensor, cols: Tensor) -> Tensor:
         """Return the ``(P,)`` scores of the pairs ``(rows[i], cols[i])``.
@@ -324,21 +326,17 @@ class HybridMF(pl.LightningModule):
         scores = self(rows, cols)  # (P,)
         if not self.blend_fitted:
             return scores
-        return blend_logits(
-            scores,
-            self._ease_pair_scores(rows, cols),
-            self.blend_model_quantiles,
-            self.blend_ease_quantiles,
-            self.hparams.blend_weight,
-        )
+        return self._blend(scores, self._part_pair_scores(rows, cols))
 
     def score_new_rows(self, features: Tensor) -> Tensor:
-        """Return the ``(N, n_cols)`` logits of new rows from their ``(N, d_row)`` features.
+        """Return the ``(N, n_cols)`` scores of new rows from their ``(N, d_row)`` features.
 
-        These are always the network's logits. A new row has no training interactions,
-        so the EASE part of a blend would be the same for all its columns and would not
-        change its ranking. The logits are on the network's scale, not on the scale of a
-        fitted blend's :meth:`score_rows`.
+        With a fitted ``blend="ridge"`` these are the blend of the network's logits with
+        the ridge scores of the features, on the scale of :meth:`score_rows`. Otherwise
+        they are the network's logits: a new row has no training interactions, so the
+        EASE part of a blend would be the same for all its columns and would not change
+        its ranking, and the logits are then on the network's scale, not on the scale of
+        a fitted EASE blend's :meth:`score_rows`.
 
         Raises:
             ValueError: When the model has no row feature encoder.
@@ -351,17 +349,25 @@ class HybridMF(pl.LightningModule):
         scores = self.head.score_matrix(self.row_tower.encode_features(features), self.col_tower.all())
         if self.col_bias is not None:
             scores = scores + self.col_bias.weight.T  # (N, C) + (1, C)
+        if self.blend_fitted and self.hparams.blend == "ridge":
+            return self._blend(scores, self._ridge_feature_scores(features))
         return scores
 
     # ----------------------------------------------------------------------------------
-    # Blend with EASE.
+    # Blend with a baseline: EASE or feature ridge regression.
 
-    def _register_blend_buffers(self, n_rows: int, n_cols: int) -> None:
-        """Create the buffers of the EASE blend at construction, so that a checkpoint loads into them."""
-        self.register_buffer("blend_ease_weights", torch.zeros(n_cols, n_cols))  # (C, C) EASE B
-        self.register_buffer("blend_interactions", torch.zeros(n_rows, n_cols, dtype=torch.bool))  # (R, C) X
+    def _register_blend_buffers(self, n_rows: int, n_cols: int, row_feature_dim: int) -> None:
+        """Create the buffers of the blend at construction, so that a checkpoint loads into them."""
+        if self.hparams.blend == "ease":
+            self.register_buffer("blend_ease_weights", torch.zeros(n_cols, n_cols))  # (C, C) EASE B
+            self.register_buffer("blend_interactions", torch.zeros(n_rows, n_cols, dtype=torch.bool))  # (R, C) X
+            self.register_buffer("blend_ease_quantiles", torch.zeros(QUANTILE_GRID_SIZE))  # (G,)
+        else:
+            self.register_buffer("blend_ridge_weights", torch.zeros(row_feature_dim, n_cols))  # (d, C) W
+            self.register_buffer("blend_ridge_feature_mean", torch.zeros(row_feature_dim))  # (d,) m
+            self.register_buffer("blend_ridge_target_mean", torch.zeros(n_cols))  # (C,) c
+            self.register_buffer("blend_ridge_quantiles", torch.zeros(QUANTILE_GRID_SIZE))  # (G,)
         self.register_buffer("blend_model_quantiles", torch.zeros(QUANTILE_GRID_SIZE))  # (G,)
-        self.register_buffer("blend_ease_quantiles", torch.zeros(QUANTILE_GRID_SIZE))  # (G,)
         self.register_buffer("blend_is_fitted", torch.tensor(False))
 
     @property
@@ -369,18 +375,29 @@ class HybridMF(pl.LightningModule):
         """Whether :meth:`score_rows` returns the blend: ``blend`` is set and :meth:`fit_blend` has run."""
         return self.hparams.blend != "none" and bool(self.blend_is_fitted)
 
+    def _blend(self, model_scores: Tensor, part_scores: Tensor) -> Tensor:
+        """Blend the network's scores with the baseline part's scores of the same pairs."""
+        part_quantiles = self.blend_ease_quantiles if self.hparams.blend == "ease" else self.blend_ridge_quantiles
+        return blend_logits(
+            model_scores, part_scores, self.blend_model_quantiles, part_quantiles, self.hparams.blend_weight
+        )
+
     @torch.no_grad()
     def fit_blend(self, train_pairs: np.ndarray | Tensor, seed: int = 0) -> None:
-        """Fit the EASE part of the blend and the reference quantiles of both scorers.
+        """Fit the baseline part of the blend and the reference quantiles of both scorers.
 
-        EASE (``hybridmf.evaluation.baselines.EASE`` with lambda ``blend_ease_l2``) is
-        fitted on ``train_pairs``, and its weights and the training interactions are
-        stored. The reference scores are those of the candidate pairs: every pair of a
-        row with training pairs that is not itself a training pair, the pairs that
-        evaluation ranks. The model (in eval mode) and EASE score them, and
-        ``QUANTILE_GRID_SIZE`` quantiles of each are stored. With more than
-        ``MAX_REFERENCE_PAIRS`` candidates, a uniform sample of about that many is
-        used, drawn with ``seed``.
+        With ``blend="ease"``, EASE (``hybridmf.evaluation.baselines.EASE`` with lambda
+        ``blend_ease_l2``) is fitted on ``train_pairs``, and its weights and the training
+        interactions are stored. With ``blend="ridge"``, ridge regression from the row
+        features (``hybridmf.evaluation.baselines.FeatureRidge`` with lambda
+        ``blend_ridge_l2``, one scale per feature source) is fitted on the rows of
+        ``train_pairs``, and its weights and means are stored. The reference scores are
+        those of the candidate pairs: every pair of a row with training pairs that is not
+        itself a training pair, the pairs that evaluation ranks. The model (in eval mode)
+        scores them, and so does the part: EASE in sample, ridge by leave-one-out, which
+        puts the training rows on the scale of new rows. ``QUANTILE_GRID_SIZE`` quantiles
+        of each are stored. With more than ``MAX_REFERENCE_PAIRS`` candidates, a uniform
+        sample of about that many is used, drawn with ``seed``.
 
         Args:
             train_pairs: ``(P, 2)`` integer ``(row, column)`` training pairs, P >= 1.
@@ -397,47 +414,102 @@ class HybridMF(pl.LightningModule):
             >>> model.blend_fitted, model.score_rows(torch.tensor([0])).shape
             (True, torch.Size([1, 4]))
         """
-        if self.hparams.blend == "none":
-            raise ValueError("fit_blend needs a model built with blend='ease', but this one has blend='none'")
+        blend = self.hparams.blend
+        if blend == "none":
+            raise ValueError("fit_blend needs a model built with blend='ease' or 'ridge', but this one has blend='none'")
         n_rows, n_cols = self.hparams.n_rows, self.hparams.n_cols
-        ease = EASE(l2=self.hparams.blend_ease_l2, fallback="zeros").fit(train_pairs, n_rows, n_cols)
-        rows = torch.nonzero(ease.train_matrix_.sum(dim=1) > 0).squeeze(1)  # (R_train,)
+        if blend == "ease":
+            part = EASE(l2=self.hparams.blend_ease_l2, fallback="zeros").fit(train_pairs, n_rows, n_cols)
+        else:
+            part = FeatureRidge(l2=self.hparams.blend_ridge_l2, blocks=self._row_feature_blocks(), fallback="zeros")
+            part.fit(train_pairs, n_rows, n_cols, row_features=self.row_tower.features.cpu())
+        interactions = part.train_matrix_ > 0  # (R, C)
+        rows = torch.nonzero(interactions.any(dim=1)).squeeze(1)  # (R_train,)
         if len(rows) == 0:
-            raise ValueError("train_pairs is empty: the EASE part of the blend needs at least one training pair")
+            raise ValueError(f"train_pairs is empty: the {blend} part of the blend needs at least one training pair")
         self.blend_is_fitted.fill_(False)
-        self.blend_ease_weights.copy_(ease.column_weights_)
-        self.blend_interactions.copy_(ease.train_matrix_ > 0)
+        if blend == "ease":
+            self.blend_ease_weights.copy_(part.column_weights_)
+            self.blend_interactions.copy_(interactions)
+            part_scores = self._ease_scores
+        else:
+            self.blend_ridge_weights.copy_(part.weights_)
+            self.blend_ridge_feature_mean.copy_(part.feature_mean_)
+            self.blend_ridge_target_mean.copy_(part.target_mean_)
+            # Training rows are scored by leave-one-out; part.train_rows_ are the rows of ``rows``, in order.
+            position = torch.full((n_rows,), -1, dtype=torch.long)
+            position[part.train_rows_] = torch.arange(len(part.train_rows_))
+            loo_scores = part.loo_scores_.to(self.device)
+
+            def part_scores(chunk: Tensor) -> Tensor:
+                return loo_scores[position[chunk.cpu()].to(self.device)]
 
         was_training = self.training
         self.eval()
-        model_scores, ease_scores = self._reference_scores(rows.to(self.device), seed)
+        model_scores, reference_part = self._reference_scores(
+            rows.to(self.device), interactions.to(self.device), part_scores, seed
+        )
         self.train(was_training)
         self.blend_model_quantiles.copy_(quantile_grid(model_scores))
-        self.blend_ease_quantiles.copy_(quantile_grid(ease_scores))
+        part_grid = self.blend_ease_quantiles if blend == "ease" else self.blend_ridge_quantiles
+        part_grid.copy_(quantile_grid(reference_part))
         self.blend_is_fitted.fill_(True)
+        part_l2 = self.hparams.blend_ease_l2 if blend == "ease" else self.hparams.blend_ridge_l2
         logger.info(
-            "fitted the EASE blend (weight %.3g, lambda %g) on %d training pairs; quantiles from %d reference pairs",
+            "fitted the %s blend (weight %.3g, lambda %g) on %d training pairs; quantiles from %d reference pairs",
+            blend,
             self.hparams.blend_weight,
-            self.hparams.blend_ease_l2,
-            int(self.blend_interactions.sum()),
+            part_l2,
+            int(interactions.sum()),
             len(model_scores),
         )
 
-    def _reference_scores(self, rows: Tensor, seed: int) -> tuple[Tensor, Tensor]:
-        """Return the model's and EASE's ``(M,)`` scores of the candidate pairs of ``rows``, sampled as in :meth:`fit_blend`."""
+    def _row_feature_blocks(self) -> list[tuple[int, int]] | None:
+        """Return the ``(offset, width)`` column block of each row feature source, or None without a layout."""
+        layout = (self.hparams.featurizer or {}).get("row") or []
+        blocks = [(int(entry["offset"]), int(entry["width"])) for entry in layout]
+        return blocks or None
+
+    def _reference_scores(
+        self, rows: Tensor, interactions: Tensor, part_scores: Any, seed: int
+    ) -> tuple[Tensor, Tensor]:
+        """Return the model's and the part's ``(M,)`` scores of the candidate pairs of ``rows``, sampled as in :meth:`fit_blend`."""
         n_cols = self.hparams.n_cols
-        n_candidates = len(rows) * n_cols - int(self.blend_interactions[rows].sum())
+        n_candidates = len(rows) * n_cols - int(interactions[rows].sum())
         keep_share = min(1.0, MAX_REFERENCE_PAIRS / max(n_candidates, 1))
         generator = torch.Generator().manual_seed(seed)
         chunk_rows = max(1, REFERENCE_CHUNK_CELLS // n_cols)
-        model_parts, ease_parts = [], []
+        model_parts, other_parts = [], []
         for chunk in rows.split(chunk_rows):
-            keep = ~self.blend_interactions[chunk]  # (n, C) candidates
+            keep = ~interactions[chunk]  # (n, C) candidates
             if keep_share < 1.0:
                 keep = keep & (torch.rand(keep.shape, generator=generator) < keep_share).to(keep.device)
             model_parts.append(self.network_logits(chunk)[keep].float())
-            ease_parts.append(self._ease_scores(chunk)[keep])
-        return torch.cat(model_parts), torch.cat(ease_parts)  # (M,), (M,)
+            other_parts.append(part_scores(chunk)[keep].float())
+        return torch.cat(model_parts), torch.cat(other_parts)  # (M,), (M,)
+
+    def _part_scores(self, rows: Tensor) -> Tensor:
+        """Return the ``(N, n_cols)`` scores of the blend's baseline part for the rows ``(N,)``."""
+        if self.hparams.blend == "ease":
+            return self._ease_scores(rows)
+        return self._ridge_feature_scores(self.row_tower.features[rows])
+
+    def _part_pair_scores(self, rows: Tensor, cols: Tensor) -> Tensor:
+        """Return the ``(P,)`` scores of the blend's baseline part for the pairs ``(rows[i], cols[i])``."""
+        if self.hparams.blend == "ease":
+            return self._ease_pair_scores(rows, cols)
+        step = max(1, REFERENCE_CHUNK_CELLS // max(self.blend_ridge_weights.shape[0], 1))
+        pieces = []
+        for start in range(0, len(rows), step):
+            centered = self.row_tower.features[rows[start : start + step]] - self.blend_ridge_feature_mean  # (p, d)
+            weights = self.blend_ridge_weights[:, cols[start : start + step]].T  # (p, d)
+            pieces.append((centered * weights).sum(dim=1) + self.blend_ridge_target_mean[cols[start : start + step]])
+        return torch.cat(pieces) if pieces else torch.empty(0, device=rows.device)  # (P,)
+
+    def _ridge_feature_scores(self, features: Tensor) -> Tensor:
+        """Return the ``(N, n_cols)`` ridge scores ``(x - m) @ W + c`` of ``(N, d)`` row features."""
+        centered = features.float() - self.blend_ridge_feature_mean  # (N, d)
+        return centered @ self.blend_ridge_weights + self.blend_ridge_target_mean  # (N, C)
 
     def _ease_scores(self, rows: Tensor) -> Tensor:
         """Return the ``(N, n_cols)`` EASE scores ``X[rows] @ B`` of the rows ``(N,)``."""
