@@ -492,9 +492,12 @@ def run_command(main: Callable[[list[str]], Any], argv: list[str], program: str)
 
     The messages of hybridmf's ``ValueError`` and ``FileNotFoundError`` name the file, line,
     option or value and list what is accepted, so the traceback adds nothing for a user.
+    A reader that closes the output early (``predict.py ... | head``) ends the script
+    quietly, as command-line tools do.
 
     Returns:
-        The exit status: 0, or 1 after an invalid input.
+        The exit status: 0, 1 after an invalid input, or 141 (as a shell reports SIGPIPE)
+        when the output was closed.
 
     Example:
         >>> def main(argv):
@@ -507,4 +510,8 @@ def run_command(main: Callable[[list[str]], Any], argv: list[str], program: str)
     except (FileNotFoundError, ValueError) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # Point stdout at /dev/null, so that flushing it at exit raises nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0

@@ -123,6 +123,49 @@ def check_resume_path(path: str) -> Path:
     return checkpoint
 
 
+def _plain(value: Any) -> Any:
+    """Return tuples as lists, recursively, so stored and current hyperparameters compare equal."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def check_resume_compatible(path: str | Path, model: pl.LightningModule) -> None:
+    """Check that the checkpoint ``path`` holds the parameters of ``model``, before training resumes.
+
+    A run resumes with the model options of the run that wrote the checkpoint. Other
+    options (a different ``k``, other features, another head) give parameters of other
+    shapes, which Lightning would report as a size mismatch deep in ``load_state_dict``.
+
+    Raises:
+        ValueError: When a parameter or buffer is missing on either side or has another
+            shape. The message names the model options that differ.
+    """
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    state = stored.get("state_dict", {})
+    current = model.state_dict()
+    mismatched = sorted(
+        [name for name, value in current.items() if name not in state or state[name].shape != value.shape]
+        + [name for name in state if name not in current]
+    )
+    if not mismatched:
+        return
+    stored_options = stored.get("hyper_parameters", {})
+    differing = [
+        f"{name}: {_plain(stored_options[name])!r} in the checkpoint, {_plain(value)!r} now"
+        for name, value in model.hparams.items()
+        if name in stored_options and _plain(stored_options[name]) != _plain(value)
+    ]
+    shown = ", ".join(mismatched[:3]) + (f" and {len(mismatched) - 3} more" if len(mismatched) > 3 else "")
+    raise ValueError(
+        f"--resume {str(path)!r}: the checkpoint was written with other model options "
+        f"({'; '.join(differing) if differing else 'parameters ' + shown + ' differ'}), so its weights do not fit "
+        f"this model. Resume with the options of that run (its config.json), or start a new run without --resume"
+    )
+
+
 def keep_previous_log(out_dir: Path) -> Path | None:
     """Rename the CSV log of an earlier run in ``out_dir`` so the resumed run does not delete it.
 

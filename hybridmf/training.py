@@ -34,7 +34,7 @@ from hybridmf.data.splits import Split, make_split
 from hybridmf.evaluation.baselines import Popularity
 from hybridmf.evaluation.metrics import RankingEvaluator
 from hybridmf.model.module import HybridMF
-from hybridmf.resume import RandomStateCheckpoint, check_resume_path, keep_previous_log
+from hybridmf.resume import RandomStateCheckpoint, check_resume_compatible, check_resume_path, keep_previous_log
 
 logger = logging.getLogger(__name__)
 
@@ -490,6 +490,9 @@ def train_split(
     monitor = split.has_validation
     datamodule = build_datamodule(config, data, split)
     model = build_model(config, data, split)
+    if config.resume is not None:
+        check_resume_compatible(config.resume, model)
+        keep_previous_log(out_dir)
     trainer, checkpoint = build_trainer(config, out_dir, monitor)
     trainer.fit(model, datamodule=datamodule, ckpt_path=config.resume)
 
@@ -556,7 +559,14 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     if config.resume is not None:
         check_resume_path(config.resume)
-        keep_previous_log(out_dir)
+    else:
+        earlier = sorted((out_dir / "checkpoints").glob("*.ckpt"))
+        if earlier:
+            raise ValueError(
+                f"{out_dir} already holds checkpoints of an earlier run ({earlier[0].name}); a new run there would "
+                f"overwrite or mix with them. Pass another --out, delete the folder, or continue that run with "
+                f"--resume {out_dir / 'checkpoints' / 'last.ckpt'}"
+            )
     pl.seed_everything(config.seed, workers=True, verbose=False)
 
     data = load_data(config)

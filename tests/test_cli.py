@@ -175,3 +175,25 @@ def test_yaml_numbers_become_the_option_type(tmp_path: Path):
     path = tmp_path / "ok.yaml"
     path.write_text("lr: 1\npatience: null\nhead_hidden: [8, 4]\n")
     assert load_yaml(path) == {"lr": 1.0, "patience": None, "head_hidden": (8, 4)}
+
+
+def test_closed_output_ends_a_script_quietly():
+    import subprocess
+    import sys
+
+    program = (
+        "import sys\n"
+        "from hybridmf.config import run_command\n"
+        "def main(argv):\n"
+        "    while True:\n"
+        "        print('line ' * 20)\n"
+        "sys.exit(run_command(main, [], 'demo.py'))\n"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    writer.stdout.read(100)
+    writer.stdout.close()  # the reader leaves, as `| head` does
+    stderr = writer.stderr.read().decode()
+    writer.wait(timeout=60)
+
+    assert writer.returncode == 141
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr

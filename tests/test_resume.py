@@ -138,3 +138,23 @@ def test_keep_previous_log_numbers_old_logs(tmp_path: Path):
 
         assert keep_previous_log(tmp_path) == logs / expected
     assert keep_previous_log(tmp_path) is None
+
+
+def test_resume_with_other_model_options_names_them_and_keeps_the_log(uninterrupted, tmp_path: Path):
+    _, _, data_dir = uninterrupted
+    run_fit(_config(data_dir, tmp_path, max_epochs=1))
+    log = (tmp_path / "logs" / "metrics.csv").read_text()
+
+    with pytest.raises(ValueError, match=r"the checkpoint was written with other model options \(k: 3 in the checkpoint, 4 now\)"):
+        run_fit(_config(data_dir, tmp_path, k=4, resume=str(tmp_path / "checkpoints" / "last.ckpt")))
+    assert (tmp_path / "logs" / "metrics.csv").read_text() == log
+    assert not list((tmp_path / "logs").glob("metrics-before-resume-*.csv"))
+
+
+def test_new_run_into_a_folder_with_checkpoints_is_refused(uninterrupted):
+    result, out, data_dir = uninterrupted
+    before = (out / "checkpoints" / "last.ckpt").read_bytes()
+
+    with pytest.raises(ValueError, match=r"already holds checkpoints of an earlier run \(.*\.ckpt\)"):
+        run_fit(_config(data_dir, out))
+    assert (out / "checkpoints" / "last.ckpt").read_bytes() == before
