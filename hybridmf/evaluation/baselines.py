@@ -32,6 +32,7 @@ __all__ = [
     "EASE",
     "Baseline",
     "ColumnKNN",
+    "FeatureBaseline",
     "FeatureKNN",
     "FeatureRidge",
     "Popularity",
@@ -164,16 +165,19 @@ class Baseline(ABC):
             n_rows: Number of rows, including rows without training positives (cold
                 rows), which can then be scored.
             n_cols: Number of columns.
-            row_features: ``(n_rows, F)`` row features. Only FeatureKNN uses them, and
-                the other baselines ignore them.
+            row_features: ``(n_rows, F)`` real features of every row, cold rows
+                included. The feature baselines (FeatureKNN, FeatureRidge) require
+                them, and the other baselines ignore them.
 
         Returns:
             The fitted baseline itself.
 
         Raises:
-            TypeError: If an index or size is not an integer.
+            TypeError: If an index or size is not an integer, or a feature baseline's
+                ``row_features`` is not a tensor or array.
             ValueError: If a size is below 1, ``train_pairs`` is not ``(P, 2)``, or an
-                index is out of range.
+                index is out of range; for a feature baseline, also if ``row_features``
+                is missing, not ``(n_rows, F)`` or not finite.
         """
         n_rows = _check_positive_int(n_rows, "n_rows")
         n_cols = _check_positive_int(n_cols, "n_cols")
@@ -403,7 +407,32 @@ class EASE(Baseline):
         return self.train_matrix_[rows] @ self.column_weights_  # (B, n_cols)
 
 
-class FeatureKNN(Baseline):
+class FeatureBaseline(Baseline):
+    """A baseline that scores rows from their features: ``fit`` requires ``row_features``,
+    ``(n_rows, F)`` real features of every row, cold rows included."""
+
+    @classmethod
+    def _check_features(cls, row_features: np.ndarray | Tensor | None, n_rows: int) -> Tensor:
+        """Return the features as a float32 ``(n_rows, F)`` tensor."""
+        if row_features is None:
+            raise ValueError(f"row_features is missing: {cls.__name__} needs an (n_rows, F) array of row features")
+        if isinstance(row_features, np.ndarray):
+            row_features = torch.from_numpy(row_features)
+        if not isinstance(row_features, Tensor):
+            raise TypeError(
+                f"row_features must be a torch.Tensor or numpy.ndarray, got {type(row_features).__name__}"
+            )
+        features = row_features.detach().cpu().float()
+        if features.ndim != 2 or features.shape[0] != n_rows:
+            raise ValueError(
+                f"row_features must have shape (n_rows={n_rows}, F), got {tuple(features.shape)}"
+            )
+        if not torch.isfinite(features).all():
+            raise ValueError("row_features contains NaN or infinite values")
+        return features
+
+
+class FeatureKNN(FeatureBaseline):
     """Feature-kNN for new (cold) rows: scores from the training vectors of the rows
     whose features are most similar.
 
@@ -443,58 +472,11 @@ class FeatureKNN(Baseline):
         self.n_neighbors = _check_positive_int(n_neighbors, "n_neighbors")
         self.metric = _check_choice(metric, "metric", SIMILARITY_METRICS)
 
-    def fit(
-        self,
-        train_pairs: np.ndarray | Tensor,
-        n_rows: int,
-        n_cols: int,
-        row_features: np.ndarray | Tensor | None = None,
-    ) -> FeatureKNN:
-        """Fit on training positives and store the features of every row.
-
-        Args:
-            train_pairs: As :meth:`Baseline.fit`.
-            n_rows: As :meth:`Baseline.fit`.
-            n_cols: As :meth:`Baseline.fit`.
-            row_features: ``(n_rows, F)`` real features of every row, cold rows included.
-                Required.
-
-        Returns:
-            The fitted baseline itself.
-
-        Raises:
-            TypeError: As :meth:`Baseline.fit`, or if ``row_features`` is not a tensor or
-                array.
-            ValueError: As :meth:`Baseline.fit`, or if ``row_features`` is missing, not
-                ``(n_rows, F)`` or not finite.
-        """
-        return super().fit(train_pairs, n_rows, n_cols, row_features)
-
     def _fit(self, train_matrix: Tensor, row_features: np.ndarray | Tensor | None) -> None:
         features = self._check_features(row_features, train_matrix.shape[0])
         self.features_ = _unit_rows(features) if self.metric == "cosine" else features  # (n_rows, F)
         self.squared_norms_ = (features * features).sum(dim=1)  # (n_rows,)
         self.has_positives_ = train_matrix.sum(dim=1) > 0  # (n_rows,)
-
-    @staticmethod
-    def _check_features(row_features: np.ndarray | Tensor | None, n_rows: int) -> Tensor:
-        """Return the features as a float32 ``(n_rows, F)`` tensor."""
-        if row_features is None:
-            raise ValueError("row_features is missing: FeatureKNN needs an (n_rows, F) array of row features")
-        if isinstance(row_features, np.ndarray):
-            row_features = torch.from_numpy(row_features)
-        if not isinstance(row_features, Tensor):
-            raise TypeError(
-                f"row_features must be a torch.Tensor or numpy.ndarray, got {type(row_features).__name__}"
-            )
-        features = row_features.detach().cpu().float()
-        if features.ndim != 2 or features.shape[0] != n_rows:
-            raise ValueError(
-                f"row_features must have shape (n_rows={n_rows}, F), got {tuple(features.shape)}"
-            )
-        if not torch.isfinite(features).all():
-            raise ValueError("row_features contains NaN or infinite values")
-        return features
 
     def _similarities(self, rows: Tensor) -> Tensor:
         """Return ``(B, n_rows)`` similarities between the given rows and every row."""
@@ -512,7 +494,7 @@ class FeatureKNN(Baseline):
         return weights @ self.train_matrix_  # (B, n_cols)
 
 
-class FeatureRidge(Baseline):
+class FeatureRidge(FeatureBaseline):
     """Ridge regression from row features to the row's training vector, for new (cold) rows.
 
     The model is ``scores(x) = (x - m) W + c``, fitted on the rows with training
@@ -540,7 +522,8 @@ class FeatureRidge(Baseline):
 
     Raises:
         TypeError: If ``l2`` is not a real number.
-        ValueError: If ``l2`` is not finite and > 0, or ``fallback`` is invalid.
+        ValueError: If ``l2`` is not finite and > 0, or ``fallback`` is invalid; at
+            ``fit``, also when a block lies outside the feature columns.
 
     Example:
         >>> import numpy as np
@@ -561,34 +544,8 @@ class FeatureRidge(Baseline):
         self.l2 = _check_l2(l2)
         self.blocks = None if blocks is None else [(int(offset), int(width)) for offset, width in blocks]
 
-    def fit(
-        self,
-        train_pairs: np.ndarray | Tensor,
-        n_rows: int,
-        n_cols: int,
-        row_features: np.ndarray | Tensor | None = None,
-    ) -> FeatureRidge:
-        """Fit on training positives and the features of every row.
-
-        Args:
-            train_pairs: As :meth:`Baseline.fit`.
-            n_rows: As :meth:`Baseline.fit`.
-            n_cols: As :meth:`Baseline.fit`.
-            row_features: ``(n_rows, F)`` real features of every row, cold rows included.
-                Required.
-
-        Returns:
-            The fitted baseline itself.
-
-        Raises:
-            TypeError: As :meth:`FeatureKNN.fit`.
-            ValueError: As :meth:`FeatureKNN.fit`, or when a block lies outside the
-                feature columns.
-        """
-        return super().fit(train_pairs, n_rows, n_cols, row_features)
-
     def _fit(self, train_matrix: Tensor, row_features: np.ndarray | Tensor | None) -> None:
-        features = FeatureKNN._check_features(row_features, train_matrix.shape[0]).double()  # (n_rows, F)
+        features = self._check_features(row_features, train_matrix.shape[0]).double()  # (n_rows, F)
         n_features = features.shape[1]
         blocks = [(0, n_features)] if self.blocks is None else self.blocks
         for offset, width in blocks:
