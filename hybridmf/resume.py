@@ -133,7 +133,7 @@ def _plain(value: Any) -> Any:
 
 
 def check_resume_compatible(path: str | Path, model: pl.LightningModule) -> None:
-    """Check that the checkpoint ``path`` holds the parameters of ``model``, before training resumes.
+    """Check that the checkpoint ``path`` contains the parameters of ``model``, before training resumes.
 
     A run resumes with the model options of the run that wrote the checkpoint. Other
     options (a different ``k``, other features, another head) give parameters of other
@@ -158,10 +158,10 @@ def check_resume_compatible(path: str | Path, model: pl.LightningModule) -> None
         for name, value in model.hparams.items()
         if name in stored_options and _plain(stored_options[name]) != _plain(value)
     ]
-    shown = ", ".join(mismatched[:3]) + (f" and {len(mismatched) - 3} more" if len(mismatched) > 3 else "")
+    shown_names = ", ".join(mismatched[:3]) + (f" and {len(mismatched) - 3} more" if len(mismatched) > 3 else "")
     raise ValueError(
         f"--resume {str(path)!r}: the checkpoint was written with other model options "
-        f"({'; '.join(differing) if differing else 'parameters ' + shown + ' differ'}), so its weights do not fit "
+        f"({'; '.join(differing) if differing else 'parameters ' + shown_names + ' differ'}), so its weights do not fit "
         f"this model. Resume with the options of that run (its config.json), or start a new run without --resume"
     )
 

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None):
             "inner_folds": config.inner_folds,
             "inner_val_fraction": config.inner_val_fraction,
             "objective": config.objective,
-            # Only a search that holds options records them, so older stored studies still continue.
+            # Only a search with held options records them, so older stored studies still continue.
             **({"hold": sorted(config.hold)} if config.hold else {}),
         },
     )

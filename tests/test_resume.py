@@ -140,7 +140,7 @@ def test_keep_previous_log_numbers_old_logs(tmp_path: Path):
     assert keep_previous_log(tmp_path) is None
 
 
-def test_resume_with_other_model_options_names_them_and_keeps_the_log(uninterrupted, tmp_path: Path):
+def test_resume_with_other_options_rejected(uninterrupted, tmp_path: Path):
     _, _, data_dir = uninterrupted
     run_fit(_config(data_dir, tmp_path, max_epochs=1))
     log = (tmp_path / "logs" / "metrics.csv").read_text()
@@ -151,7 +151,7 @@ def test_resume_with_other_model_options_names_them_and_keeps_the_log(uninterrup
     assert not list((tmp_path / "logs").glob("metrics-before-resume-*.csv"))
 
 
-def test_new_run_into_a_folder_with_checkpoints_is_refused(uninterrupted):
+def test_new_run_into_used_folder_rejected(uninterrupted):
     result, out, data_dir = uninterrupted
     before = (out / "checkpoints" / "last.ckpt").read_bytes()
 

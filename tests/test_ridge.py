@@ -59,7 +59,7 @@ def test_ridge_matches_the_normal_equations(n_features: int):
 
 
 @pytest.mark.parametrize("n_features", [4, 40])
-def test_leave_one_out_scores_equal_a_refit_without_the_row(n_features: int):
+def test_leave_one_out_equals_refit(n_features: int):
     features = np.random.default_rng(3).random((N_ROWS, n_features))
     pairs = _pairs()
     ridge = FeatureRidge(l2=0.5).fit(pairs, N_ROWS, N_COLS, row_features=features)
@@ -114,7 +114,7 @@ def _global_ranks(scores: torch.Tensor) -> np.ndarray:
     return rankdata(scores.detach().numpy().ravel())
 
 
-def test_ridge_weight_one_ranks_new_rows_as_the_ridge_baseline():
+def test_ridge_weight_one_ranks_as_ridge():
     model = _ridge_model(weight=1.0)
     ridge = FeatureRidge(l2=1.0, blocks=[(0, 4), (4, 4)]).fit(_pairs(), N_ROWS, N_COLS, row_features=_features())
     with torch.no_grad():
@@ -126,14 +126,14 @@ def test_ridge_weight_one_ranks_new_rows_as_the_ridge_baseline():
         assert np.array_equal(np.argsort(-blended[row].numpy(), kind="stable")[:5], np.argsort(-expected.numpy(), kind="stable")[:5])
 
 
-def test_ridge_weight_zero_ranks_as_the_network():
+def test_ridge_weight_zero_ranks_as_network():
     model = _ridge_model(weight=0.0)
     rows = torch.arange(N_ROWS)
     with torch.no_grad():
         assert np.array_equal(_global_ranks(model.score_rows(rows)), _global_ranks(model.network_logits(rows)))
 
 
-def test_ridge_blend_scores_new_rows_pairs_and_rows_alike():
+def test_ridge_blend_scoring_paths_agree():
     model = _ridge_model(weight=0.5)
     rows = torch.as_tensor(NEW_ROWS)
     with torch.no_grad():
@@ -178,7 +178,7 @@ def test_ridge_blend_options_parse_and_are_checked():
 # The feature_ridge method of scripts/evaluate.py
 
 
-def test_cold_protocols_compare_feature_ridge_when_the_model_has_row_features():
+def test_cold_defaults_include_feature_ridge():
     from hybridmf.evaluation.protocols import default_methods
 
     assert default_methods("cold-drug", has_row_features=True, has_model_features=True) == (
@@ -201,7 +201,7 @@ def test_feature_ridge_without_row_features_is_refused(tmp_path: Path):
         run_protocol(config, "cold-drug", n_folds=2, methods=["feature_ridge"], data=data, out_dir=tmp_path)
 
 
-def test_feature_ridge_from_atc_codes_beats_popularity_on_mef(mef_dir: Path, tmp_path: Path):
+def test_feature_ridge_atc_on_mef(mef_dir: Path, tmp_path: Path):
     from hybridmf.evaluation.protocols import run_protocol
 
     config = parse_config(["--data-dir", str(mef_dir), "--drug-sources", "atc", "--no-progress"])

@@ -504,8 +504,8 @@ class FeatureRidge(FeatureBaseline):
     from side features, as in the ridge baselines of drug side-effect prediction.
 
     Feature blocks (for example ATC codes and fingerprints) are put on one scale before
-    the fit: each block is divided by the root mean squared norm of its centered rows, so
-    every block has a mean squared norm of 1 on the training rows, whatever its width.
+    the fit. Each block is divided by the root mean squared norm of its centered rows.
+    Every block then has a mean squared norm of 1 on the training rows, whatever its width.
     The solve uses the smaller of the feature dimension and the number of training rows.
 
     After the fit, ``loo_scores_`` holds the leave-one-out scores of the training rows:
@@ -551,16 +551,19 @@ class FeatureRidge(FeatureBaseline):
         for offset, width in blocks:
             if offset < 0 or width < 1 or offset + width > n_features:
                 raise ValueError(f"block (offset={offset}, width={width}) lies outside the {n_features} feature columns")
+
         train_rows = torch.nonzero(train_matrix.sum(dim=1) > 0).squeeze(1)  # (T,)
         targets = train_matrix[train_rows].double()  # (T, C)
         feature_mean = features[train_rows].mean(dim=0)  # (F,)
         target_mean = targets.mean(dim=0)  # (C,)
+
         scale = torch.ones(n_features, dtype=torch.float64)
         centered = features[train_rows] - feature_mean  # (T, F)
         for offset, width in blocks:
             norm = centered[:, offset : offset + width].square().sum(dim=1).mean().sqrt()
             if norm > 0:
                 scale[offset : offset + width] = 1.0 / norm
+
         design = centered * scale  # (T, F)
         residual = targets - target_mean  # (T, C)
         if len(train_rows) <= n_features:
@@ -572,11 +575,13 @@ class FeatureRidge(FeatureBaseline):
             inverse = torch.linalg.inv(design.T @ design + self.l2 * torch.eye(n_features, dtype=torch.float64))
             weights = inverse @ (design.T @ residual)  # (F, C)
             leverage = ((design @ inverse) * design).sum(dim=1)  # (T,) diag(A (A^T A + l2 I)^-1 A^T)
+
         fitted = design @ weights  # (T, C), centered
         # The unpenalized intercept (the means) adds 1 / T to each leverage. The
         # leave-one-out residual of a linear smoother is (y - fitted) / (1 - h).
         leverage = leverage + 1.0 / len(train_rows)
         loo = residual - (residual - fitted) / (1.0 - leverage)[:, None]
+
         self.features_ = features.float()
         self.feature_mean_ = feature_mean.float()
         self.weights_ = (scale[:, None] * weights).float()  # (F, C), acts on unscaled centered features

@@ -333,10 +333,10 @@ class HybridMF(pl.LightningModule):
 
         With a fitted ``blend="ridge"`` these are the blend of the network's logits with
         the ridge scores of the features, on the scale of :meth:`score_rows`. Otherwise
-        they are the network's logits: a new row has no training interactions, so the
+        they are the network's logits. A new row has no training interactions, so the
         EASE part of a blend would be the same for all its columns and would not change
-        its ranking, and the logits are then on the network's scale, not on the scale of
-        a fitted EASE blend's :meth:`score_rows`.
+        its ranking. Under an EASE blend these logits are therefore on the network's
+        scale, not on the scale of :meth:`score_rows`.
 
         Raises:
             ValueError: When the model has no row feature encoder.
