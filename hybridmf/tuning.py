@@ -171,8 +171,8 @@ def suggest(trial: Any, config: FitConfig, hold: Sequence[str] = ()) -> dict[str
     draws: dict[str, Callable[[], Any]] = {
         "lr": lambda: trial.suggest_float("lr", 1e-3, 5e-2, log=True),
         "l2": lambda: trial.suggest_float("l2", 1e-4, 3.0, log=True),
-        "k": lambda: trial.suggest_categorical("k", [32, 64, 128, 256]),
-        "max_epochs": lambda: trial.suggest_int("max_epochs", 50, 500, step=50),
+        "k": lambda: trial.suggest_categorical("k", [32, 64, 128, 256, 512]),
+        "max_epochs": lambda: trial.suggest_int("max_epochs", 20, 500, step=10),
         "bias": lambda: trial.suggest_categorical("bias", [True, False]),
     }
     if config.loss == "bce":
@@ -275,16 +275,20 @@ def run_study(
     return study
 
 
-def select_trial(study: Any, tolerance: float = 0.01) -> Any:
+def select_trial(study: Any, tolerance: float = 0.01, auroc_margin: float = 0.001) -> Any:
     """Return the trial with the highest AUROC among those within ``tolerance`` of the best objective value.
 
     Ratios to popularity move little for AUROC (about 1.1) and a lot for AUPR (3 or more),
     so AUROC weighs little in the balanced objective. Trials whose objective is within a
     relative ``tolerance`` of the best are treated as ties, and the tie goes to AUROC.
+    AUROC values within ``auroc_margin`` of the highest one count as equal, and among
+    those the higher objective value wins, so a tie never trades AUPR and NDCG for an
+    AUROC gain smaller than the noise of an inner split.
 
     Args:
         study: A finished ``optuna.Study`` whose trials carry the ``auroc`` user attribute.
         tolerance: Relative distance to the best value that counts as a tie; 0 keeps the best trial.
+        auroc_margin: Absolute AUROC difference that counts as equal among the ties.
 
     Returns:
         An ``optuna.trial.FrozenTrial``.
@@ -292,7 +296,9 @@ def select_trial(study: Any, tolerance: float = 0.01) -> Any:
     finished = [trial for trial in study.trials if trial.value is not None and "auroc" in trial.user_attrs]
     best = max(trial.value for trial in finished)
     ties = [trial for trial in finished if trial.value >= best - tolerance * abs(best)]
-    return max(ties, key=lambda trial: (trial.user_attrs["auroc"], trial.value))
+    top_auroc = max(trial.user_attrs["auroc"] for trial in ties)
+    level = [trial for trial in ties if trial.user_attrs["auroc"] >= top_auroc - auroc_margin]
+    return max(level, key=lambda trial: trial.value)
 
 
 def write_tuned_config(path: str | Path, base: dict[str, Any], trial: Any, header: str) -> dict[str, Any]:

@@ -124,3 +124,12 @@ def test_select_trial_breaks_near_ties_by_auroc():
     assert hybridmf.tuning.select_trial(study, tolerance=0.01).value == 2.31
     assert hybridmf.tuning.select_trial(study, tolerance=0.0).value == 2.33
     assert hybridmf.tuning.select_trial(study, tolerance=0.1).value == 2.20
+
+
+def test_select_trial_equal_auroc_prefers_objective():
+    study = optuna.create_study(direction="maximize")
+    for value, auroc in ((2.418, 0.9028), (2.400, 0.9029), (2.417, 0.8957)):
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs={"auroc": auroc}))
+
+    assert hybridmf.tuning.select_trial(study, tolerance=0.01).value == 2.418
+    assert hybridmf.tuning.select_trial(study, tolerance=0.01, auroc_margin=0.0).value == 2.400
