@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
@@ -26,6 +27,7 @@ from hybridmf.config import FitConfig
 from hybridmf.data.datamodule import InteractionDataModule, RowChunks
 from hybridmf.data.features import FeatureMatrix, assemble_features, load_mef_features, make_featurizer
 from hybridmf.data.files import load_interaction_files
+from hybridmf.data.fingerprints import morgan_fingerprints
 from hybridmf.data.interactions import InteractionData
 from hybridmf.data.io import write_atomic
 from hybridmf.data.mef import MEFSource, load_mef
@@ -84,13 +86,15 @@ def load_data(config: FitConfig) -> InteractionData:
         return data
 
     drug_sources, adr_sources = config.feature_sources()
-    if drug_sources or adr_sources:
+    mef_only = [name for name in drug_sources + adr_sources if name != "fingerprint"]
+    if mef_only:
         raise ValueError(
-            f"the MEF feature sources {drug_sources + adr_sources} (from --features, --drug-sources "
-            f"or --adr-sources) need the MEF files, which --interactions data does not have. Give "
-            f"your own feature tables with --row-feature-files / --col-feature-files instead"
+            f"the MEF feature sources {mef_only} (from --features, --drug-sources or --adr-sources) need the "
+            f"MEF files, which --interactions data does not have. Give your own feature tables with "
+            f"--row-feature-files / --col-feature-files instead; only the fingerprint source (--features "
+            f"fingerprints) works with your own data, from the 'smiles' column of --rows"
         )
-    return load_interaction_files(
+    data = load_interaction_files(
         config.interactions,
         rows=config.rows,
         cols=config.cols,
@@ -102,6 +106,31 @@ def load_data(config: FitConfig) -> InteractionData:
         col_feature_files=config.col_feature_files,
         missing_features=config.missing_features,
     )
+    if "fingerprint" in drug_sources:
+        add_smiles_fingerprints(config, data)
+    return data
+
+
+def add_smiles_fingerprints(config: FitConfig, data: InteractionData) -> None:
+    """Add Morgan fingerprints of the rows' ``smiles`` column as the first row feature source.
+
+    A missing or unparsable SMILES gets zero bits and ``fingerprint_missing = 1``, with a
+    logged warning, as for MEF.
+
+    Raises:
+        ValueError: When the row table has no ``smiles`` column.
+    """
+    if "smiles" not in data.rows.columns:
+        where = f"the --rows table {config.rows}" if config.rows else "the rows (no --rows table was given)"
+        raise ValueError(
+            f"--features fingerprints computes fingerprints from a 'smiles' column, but {where} has none; add "
+            f"an id,name,smiles table with --rows, or give precomputed features with --row-feature-files"
+        )
+    smiles = pd.Series(data.rows["smiles"].to_numpy(dtype=object), index=data.rows["id"].to_numpy())
+    fingerprints = morgan_fingerprints(smiles, radius=config.fingerprint_radius, n_bits=config.fingerprint_bits)
+    own_tables = dict(data.row_features)
+    data.row_features.clear()
+    data.row_features.update({"fingerprint": fingerprints, **own_tables})
 
 
 def add_mef_features(config: FitConfig, data: InteractionData) -> None:

@@ -529,3 +529,40 @@ def test_mef_as_files_gives_same_metrics(mef_dir: Path, tmp_path: Path):
         key: value for key, value in built_in.items() if key not in ignored
     }
     assert built_in["auroc"] > built_in["popularity_auroc"]
+
+
+def test_own_data_fingerprints_from_smiles(tmp_path: Path):
+    from hybridmf.scoring import Ranker, load_model
+
+    config = FitConfig(
+        interactions=str(_write(tmp_path, "pairs.csv", PAIRS)), rows=str(_write(tmp_path, "rows.csv", ROWS)),
+        cols=str(_write(tmp_path, "cols.csv", COLS)), features="fingerprints", fingerprint_bits=64, k=2,
+        max_epochs=1, val_fraction=0.0, progress=False, accelerator="cpu", out=str(tmp_path / "run"),
+    )
+    data = load_data(config)
+    fingerprints = data.row_features["fingerprint"]
+
+    assert fingerprints.shape == (3, 65)
+    # ibuprofen has an empty SMILES: zero bits and the missing flag.
+    assert fingerprints.loc["d2", "fingerprint_missing"] == 1
+    assert fingerprints.loc["d1"].iloc[:64].sum() > 0
+    run_fit(config)
+    ranking = Ranker(load_model(tmp_path / "run" / "checkpoints" / "last.ckpt")).rank_molecules(["CCO"], k=2)
+    assert len(ranking) == 2
+
+
+def test_own_data_fingerprints_need_smiles(tmp_path: Path):
+    config = FitConfig(
+        interactions=str(_write(tmp_path, "pairs.csv", PAIRS)), rows=str(_write(tmp_path, "rows.csv", "id,name\nd1,a\nd2,b\n")),
+        features="fingerprints", allow_unknown_ids=True,
+    )
+
+    with pytest.raises(ValueError, match=r"rows.csv has none; add an id,name,smiles table with --rows"):
+        load_data(config)
+
+
+def test_own_data_rejects_other_mef_sources(tmp_path: Path):
+    config = FitConfig(interactions=str(_write(tmp_path, "pairs.csv", PAIRS)), drug_sources=("fingerprint", "atc"))
+
+    with pytest.raises(ValueError, match=r"the MEF feature sources \['atc'\] .* need the MEF files"):
+        load_data(config)
