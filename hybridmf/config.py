@@ -472,8 +472,10 @@ class TuneConfig(FitConfig):
     )
     objective: str = _option(
         "balanced",
-        "value to maximize: mean of AUROC, AUPR and NDCG@k as ratios to popularity, or one metric",
-        choices=("balanced", "auroc", "aupr", "ndcg"),
+        "value to maximize: balanced (mean of AUROC, AUPR and NDCG@k as ratios to popularity), baselines (the "
+        "smallest ratio of AUROC, AUPR and NDCG@k to the best default baseline of the protocol on that metric), "
+        "or one metric",
+        choices=("balanced", "baselines", "auroc", "aupr", "ndcg"),
     )
     tolerance: float = _option(
         0.01, "trials within this relative distance of the best objective value tie; the tie goes to AUROC"

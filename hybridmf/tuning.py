@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +36,21 @@ from hybridmf.config import FitConfig
 from hybridmf.data.interactions import InteractionData
 from hybridmf.data.io import write_atomic
 from hybridmf.data.splits import Split, inner_split
-from hybridmf.evaluation.baselines import Popularity
-from hybridmf.evaluation.protocols import oriented_config, evaluate_fold, protocol_folds
+from hybridmf.evaluation.protocols import (
+    MODEL,
+    _baseline_factories,
+    default_methods,
+    evaluate_fold,
+    fingerprint_features,
+    fit_baseline,
+    oriented_config,
+    protocol_folds,
+)
 from hybridmf.training import load_data, train_split
 
 logger = logging.getLogger(__name__)
 
-OBJECTIVES = ("balanced", "auroc", "aupr", "ndcg")
+OBJECTIVES = ("balanced", "baselines", "auroc", "aupr", "ndcg")
 # Metrics that the balanced objective averages, as keys of RankingEvaluator.compute().
 BALANCED_METRICS = ("auroc", "aupr", "ndcg@{k}")
 
@@ -56,11 +64,19 @@ class TuningData:
         split: The inner split: training pairs and validation pairs, both from the
             training part of one outer fold; the fold's test rows are excluded.
         reference: The popularity baseline's metrics on ``split``.
+        baselines: The metrics on ``split`` of every baseline that ``scripts/evaluate.py``
+            compares by default under the protocol, popularity included, by name.
     """
 
     view: InteractionData
     split: Split
     reference: dict[str, float]
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def best_baselines(self, k: int) -> dict[str, float]:
+        """Return the highest baseline value of each metric of the balanced objective."""
+        names = [name.format(k=k) for name in BALANCED_METRICS]
+        return {name: max(metrics[name] for metrics in self.baselines.values()) for name in names}
 
 
 def tuning_data(
@@ -84,7 +100,8 @@ def tuning_data(
             as inner validation.
 
     Returns:
-        The view, the inner split and the popularity reference.
+        The view, the inner split, the popularity reference and the metrics of the
+        protocol's default baselines on the inner split.
 
     Raises:
         ValueError: When ``fold`` or ``val_fraction`` is out of range.
@@ -96,24 +113,52 @@ def tuning_data(
     data = load_data(config) if data is None else data
     view, folds = protocol_folds(data, protocol, n_folds, config.seed)
     split = inner_split(folds[fold], view.n_rows, val_fraction, config.seed)
-    popularity = Popularity().fit(split.train_pairs, view.n_rows, view.n_cols)
-    reference = evaluate_fold(popularity.score_rows, split, view.n_rows, view.n_cols, config.eval_k).metrics
-    return TuningData(view, split, reference)
+    methods = default_methods(protocol, "smiles" in view.rows.columns, bool(view.row_features))
+    factories = _baseline_factories(config, None)
+    fingerprints = None
+    if "feature_knn" in methods:
+        fingerprints = fingerprint_features(view, config.fingerprint_radius, config.fingerprint_bits)
+    baselines = {}
+    for method in methods:
+        if method == MODEL:
+            continue
+        baseline = fit_baseline(method, factories[method], config, view, split, fingerprints)
+        baselines[method] = evaluate_fold(baseline.score_rows, split, view.n_rows, view.n_cols, config.eval_k).metrics
+    return TuningData(view, split, baselines["popularity"], baselines)
 
 
-def objective_value(metrics: dict[str, float], reference: dict[str, float], objective: str, k: int) -> float:
+def objective_value(
+    metrics: dict[str, float],
+    reference: dict[str, float],
+    objective: str,
+    k: int,
+    best_baselines: dict[str, float] | None = None,
+) -> float:
     """Return the value a study maximizes.
+
+    ``balanced`` is the mean of AUROC, AUPR and NDCG@k, each divided by ``reference``
+    (popularity). ``baselines`` is the smallest of the three ratios to the best baseline
+    value of that metric (``best_baselines``), so it grows only when the weakest metric
+    gains against the strongest baseline on it; above 1, every metric beats every
+    baseline. The others are one metric.
 
     Example:
         >>> objective_value({"auroc": 0.9, "aupr": 0.2, "ndcg@10": 0.3},
         ...                 {"auroc": 0.8, "aupr": 0.1, "ndcg@10": 0.3}, "balanced", 10)
         1.375
+        >>> objective_value({"auroc": 0.9, "aupr": 0.2, "ndcg@10": 0.3}, {}, "baselines", 10,
+        ...                 {"auroc": 0.8, "aupr": 0.25, "ndcg@10": 0.2})
+        0.8
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    names = [name.format(k=k) for name in BALANCED_METRICS]
     if objective == "balanced":
-        names = [name.format(k=k) for name in BALANCED_METRICS]
         return float(np.mean([metrics[name] / reference[name] for name in names]))
+    if objective == "baselines":
+        if best_baselines is None:
+            raise ValueError("objective 'baselines' needs the best baseline value of each metric")
+        return float(min(metrics[name] / best_baselines[name] for name in names))
     name = f"ndcg@{k}" if objective == "ndcg" else objective
     return float(metrics[name])
 
@@ -256,8 +301,10 @@ def run_study(
         started = time.perf_counter()
         trial_config = dataclasses.replace(config, **values)
         results = [evaluate_config(trial_config, protocol, split) for split in splits]
-        value = float(np.mean([objective_value(metrics, split.reference, objective, config.eval_k)
-                               for metrics, split in zip(results, splits)]))
+        value = float(np.mean([
+            objective_value(metrics, split.reference, objective, config.eval_k, split.best_baselines(config.eval_k))
+            for metrics, split in zip(results, splits)
+        ]))
         metrics = {key: float(np.mean([result[key] for result in results])) for key in keys}
         for key in keys:
             trial.set_user_attr(key, metrics[key])
@@ -271,6 +318,8 @@ def run_study(
 
     reference = {key: float(np.mean([split.reference[key] for split in splits])) for key in keys}
     study.set_user_attr("reference", reference)
+    best = {key: float(np.mean([split.best_baselines(config.eval_k)[key] for split in splits])) for key in keys}
+    study.set_user_attr("best_baselines", best)
     study.optimize(run_trial, n_trials=n_trials)
     return study
 

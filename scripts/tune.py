@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None):
     keys = [name.format(k=k) for name in BALANCED_METRICS]
     found = ", ".join(f"{key} {best.user_attrs[key]:.4f}" for key in keys)
     reference = ", ".join(f"{key} {study.user_attrs['reference'][key]:.4f}" for key in keys)
+    best_baselines = ", ".join(f"{key} {value:.4f}" for key, value in study.user_attrs["best_baselines"].items())
     folds = list(range(config.fold, config.fold + config.inner_folds))
     searched = f"outer fold {folds[0]} of {config.folds}" if len(folds) == 1 else (
         f"outer folds {', '.join(map(str, folds))} of {config.folds}, averaged"
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None):
             f"Chosen trial {best.number} ({config.objective} {best.value:.4f}, the highest AUROC within "
             f"{config.tolerance:g} of the best value {study.best_value:.4f}): {found}.",
             f"Popularity on the same split: {reference}.",
+            f"Best baseline per metric on the same split: {best_baselines}.",
             f"Finished {time.strftime('%Y-%m-%d')} on {platform.machine()} {platform.system()}, "
             f"{time.time() - started:.0f} s for this call.",
         ]

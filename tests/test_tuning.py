@@ -48,7 +48,7 @@ def test_objective_values():
     assert objective_value(metrics, reference, "balanced", 5) == pytest.approx((1 + 3 + 2) / 3)
     assert objective_value(metrics, reference, "ndcg", 5) == 0.4
     assert objective_value(metrics, reference, "aupr", 5) == 0.3
-    with pytest.raises(ValueError, match="objective must be one of balanced, auroc, aupr, ndcg, got 'f1'"):
+    with pytest.raises(ValueError, match="objective must be one of balanced, baselines, auroc, aupr, ndcg, got 'f1'"):
         objective_value(metrics, reference, "f1", 5)
 
 
@@ -72,8 +72,9 @@ def test_tune_script_writes_and_continues(tiny_mef_dir: Path, tmp_path: Path, mo
     # Base options that differ from the defaults are kept; searched ones are added.
     assert (config.features, config.fingerprint_bits, config.batch_size) == ("fingerprints", 64, 100000)
     assert {"lr", "l2", "k", "max_epochs", "bias", "pos_weight", "row_feature_l2"} <= set(values)
-    # The file holds the drawn epoch count (a multiple of 50), not the 3 epochs trained here.
-    assert values["max_epochs"] % 50 == 0
+    # The file holds the drawn epoch count (a multiple of 10 from 20), not the 3 epochs trained here.
+    assert values["max_epochs"] % 10 == 0
+    assert values["max_epochs"] >= 20
     assert "col_feature_l2" not in values
     assert "data_dir" not in values
     assert "outer fold 0 of 3" in output.read_text()
@@ -96,6 +97,13 @@ def test_tune_script_writes_and_continues(tiny_mef_dir: Path, tmp_path: Path, mo
     assert load_yaml(output)["bias"] is True
     with pytest.raises(ValueError, match=r"--hold takes options that the search draws \(lr, .*\), got optimizer"):
         tune.main([*held, "--hold", "optimizer"])
+    # The baselines objective: the smallest ratio to the best default baseline of each metric.
+    against_baselines = [*argv[:-2], "--storage", str(tmp_path / "baselines.db"), "--trials", "1", "--objective", "baselines"]
+    study = tune.main(against_baselines)
+    best = study.user_attrs["best_baselines"]
+    ratios = [study.trials[0].user_attrs[name] / best[name] for name in ("auroc", "aupr", "ndcg@10")]
+    assert study.trials[0].value == pytest.approx(min(ratios), rel=1e-6)
+    assert "Best baseline per metric on the same split: auroc" in output.read_text()
 
 
 def test_encoder_penalty_adds_squared_weights():

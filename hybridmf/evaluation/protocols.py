@@ -324,6 +324,29 @@ def _baseline_factories(
     return factories
 
 
+def fit_baseline(
+    method: str,
+    factory: Callable[[], Baseline],
+    config: FitConfig,
+    view: InteractionData,
+    split: Split,
+    fingerprints: np.ndarray | None,
+) -> Baseline:
+    """Build the baseline ``method`` with ``factory`` and fit it on the training pairs of ``split``.
+
+    ``feature_ridge`` regresses on the model's row features, standardized on the split's
+    training rows, with one scale per source. ``feature_knn`` compares ``fingerprints``,
+    and the other baselines ignore them.
+    """
+    baseline = factory()
+    features = fingerprints
+    if method == "feature_ridge":
+        matrix, _ = build_features(config, view, split)
+        baseline.blocks = [(entry["offset"], entry["width"]) for entry in matrix.layout]
+        features = matrix.values
+    return baseline.fit(split.train_pairs, view.n_rows, view.n_cols, features)
+
+
 def _check_methods(
     methods: Sequence[str],
     factories: Mapping[str, Callable[[], Baseline]],
@@ -475,17 +498,8 @@ def run_protocol(
                 training_logs.append(fold_dir / "logs" / "metrics.csv")
                 extra = {"epochs": trained.epochs, "selected_epoch": trained.selected_epoch}
                 score_rows, method_threshold = trained.model.score_rows, threshold
-            elif method == "feature_ridge":
-                # The model's row features, standardized on this fold's training rows; one scale per source.
-                matrix, _ = build_features(config, view, split)
-                blocks = [(entry["offset"], entry["width"]) for entry in matrix.layout]
-                baseline = factories[method]()
-                baseline.blocks = blocks
-                baseline.fit(split.train_pairs, view.n_rows, view.n_cols, matrix.values)
-                score_rows, method_threshold = baseline.score_rows, None
             else:
-                baseline = factories[method]()
-                baseline.fit(split.train_pairs, view.n_rows, view.n_cols, row_features)
+                baseline = fit_baseline(method, factories[method], config, view, split, row_features)
                 score_rows, method_threshold = baseline.score_rows, None
             evaluation = evaluate_fold(
                 score_rows, split, view.n_rows, view.n_cols, config.eval_k, method_threshold,
