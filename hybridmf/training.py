@@ -592,7 +592,7 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
         earlier = sorted((out_dir / "checkpoints").glob("*.ckpt"))
         if earlier:
             raise ValueError(
-                f"{out_dir} already holds checkpoints of an earlier run ({earlier[0].name}); a new run there would "
+                f"{out_dir} already contains checkpoints of an earlier run ({earlier[0].name}); a new run there would "
                 f"overwrite or mix with them. Pass another --out, delete the folder, or continue that run with "
                 f"--resume {out_dir / 'checkpoints' / 'last.ckpt'}"
             )

@@ -38,7 +38,7 @@ from hybridmf.data.io import write_atomic
 from hybridmf.data.splits import Split, inner_split
 from hybridmf.evaluation.protocols import (
     MODEL,
-    _baseline_factories,
+    baseline_factories,
     default_methods,
     evaluate_fold,
     fingerprint_features,
@@ -114,7 +114,7 @@ def tuning_data(
     view, folds = protocol_folds(data, protocol, n_folds, config.seed)
     split = inner_split(folds[fold], view.n_rows, val_fraction, config.seed)
     methods = default_methods(protocol, "smiles" in view.rows.columns, bool(view.row_features))
-    factories = _baseline_factories(config, None)
+    factories = baseline_factories(config, None)
     fingerprints = None
     if "feature_knn" in methods:
         fingerprints = fingerprint_features(view, config.fingerprint_radius, config.fingerprint_bits)

@@ -155,6 +155,6 @@ def test_new_run_into_used_folder_rejected(uninterrupted):
     result, out, data_dir = uninterrupted
     before = (out / "checkpoints" / "last.ckpt").read_bytes()
 
-    with pytest.raises(ValueError, match=r"already holds checkpoints of an earlier run \(.*\.ckpt\)"):
+    with pytest.raises(ValueError, match=r"already contains checkpoints of an earlier run \(.*\.ckpt\)"):
         run_fit(_config(data_dir, out))
     assert (out / "checkpoints" / "last.ckpt").read_bytes() == before

@@ -72,7 +72,7 @@ def test_tune_script_writes_and_continues(tiny_mef_dir: Path, tmp_path: Path, mo
     # Base options that differ from the defaults are kept; searched ones are added.
     assert (config.features, config.fingerprint_bits, config.batch_size) == ("fingerprints", 64, 100000)
     assert {"lr", "l2", "k", "max_epochs", "bias", "pos_weight", "row_feature_l2"} <= set(values)
-    # The file holds the drawn epoch count (a multiple of 10 from 20), not the 3 epochs trained here.
+    # The file contains the drawn epoch count (a multiple of 10 from 20), not the 3 epochs trained here.
     assert values["max_epochs"] % 10 == 0
     assert values["max_epochs"] >= 20
     assert "col_feature_l2" not in values
@@ -92,11 +92,11 @@ def test_tune_script_writes_and_continues(tiny_mef_dir: Path, tmp_path: Path, mo
     assert len(tune.main(averaged).trials) == 1
     assert "outer folds 0, 1 of 3, averaged" in output.read_text()
     # --hold keeps an option at its given value instead of searching it.
-    held = [*argv[:-2], "--storage", str(tmp_path / "held.db"), "--trials", "1", "--bias", "--hold", "bias"]
-    assert "bias" not in tune.main(held).trials[0].params
+    held_bias = [*argv[:-2], "--storage", str(tmp_path / "held.db"), "--trials", "1", "--bias", "--hold", "bias"]
+    assert "bias" not in tune.main(held_bias).trials[0].params
     assert load_yaml(output)["bias"] is True
     with pytest.raises(ValueError, match=r"--hold takes options that the search draws \(lr, .*\), got optimizer"):
-        tune.main([*held, "--hold", "optimizer"])
+        tune.main([*held_bias, "--hold", "optimizer"])
     # The baselines objective: the smallest ratio to the best default baseline of each metric.
     against_baselines = [*argv[:-2], "--storage", str(tmp_path / "baselines.db"), "--trials", "1", "--objective", "baselines"]
     study = tune.main(against_baselines)

@@ -298,7 +298,7 @@ def oriented_config(config: FitConfig, protocol: str) -> FitConfig:
     )
 
 
-def _baseline_factories(
+def baseline_factories(
     config: FitConfig, overrides: Mapping[str, Callable[[], Baseline]] | None
 ) -> dict[str, Callable[[], Baseline]]:
     """Return a constructor per baseline name.
@@ -452,7 +452,7 @@ def run_protocol(
 
     data = load_data(config) if data is None else data
     view, folds = protocol_folds(data, protocol, n_folds, config.seed)
-    factories = _baseline_factories(config, baselines)
+    factories = baseline_factories(config, baselines)
     has_smiles, has_model_features = "smiles" in view.rows.columns, bool(view.row_features)
     if methods is None or len(methods) == 0:
         methods = default_methods(protocol, has_smiles, has_model_features)
