@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from hybridmf.data.features import LABEL_LEAK_SOURCES, expand_feature_names
-from hybridmf.model.blend import BLEND_METHODS, check_blend_options
+from hybridmf.model.blend import BLEND_METHODS, BLEND_MODES, check_blend_options
 
 logger = logging.getLogger(__name__)
 
@@ -164,13 +164,20 @@ class FitConfig:
     # Ensemble.
     blend: str = _option(
         "none",
-        "after training, blend the selected model by global rank (the quantile of each score among all "
-        "training candidate pairs) with the EASE item-item model (ease) or with ridge regression from the row "
-        "features (ridge, for new rows); the blend is saved in the checkpoint",
+        "after training, blend the selected model with the EASE item-item model (ease) or with ridge regression "
+        "from the row features (ridge, for new rows), as --blend-mode sets; the blend is saved in the checkpoint",
         choices=BLEND_METHODS,
     )
     blend_weight: float = _option(
         0.5, "share of the baseline part in the blend, from 0 (model only) to 1 (EASE or ridge only)"
+    )
+    blend_mode: str = _option(
+        "rank",
+        "how the blend combines the two scorers: rank averages their global ranks (each score's quantile among "
+        "all training candidate pairs); row adds the baseline part's "
+        "within-row z-score, times --blend-weight and the spread of the model's logits, to the model's logits, so "
+        "each row keeps the model's level against other rows and only the order of its columns moves",
+        choices=BLEND_MODES,
     )
     blend_ease_l2: float = _option(100.0, "L2 regularisation strength lambda of the EASE part of the blend")
     blend_ridge_l2: float = _option(
@@ -218,7 +225,7 @@ class FitConfig:
                 raise ValueError(
                     f"invalid value {value!r} for {item.name}; valid values: {', '.join(map(str, choices))}"
                 )
-        check_blend_options(self.blend, self.blend_weight, self.blend_ease_l2, self.blend_ridge_l2)
+        check_blend_options(self.blend, self.blend_weight, self.blend_ease_l2, self.blend_ridge_l2, self.blend_mode)
         _, adr_sources = self.feature_sources()
         leaking = [name for name in adr_sources if name in LABEL_LEAK_SOURCES]
         if leaking and not self.allow_label_leak:

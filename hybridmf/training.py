@@ -240,6 +240,7 @@ def build_model(config: FitConfig, data: InteractionData, split: Split) -> Hybri
         blend_weight=config.blend_weight,
         blend_ease_l2=config.blend_ease_l2,
         blend_ridge_l2=config.blend_ridge_l2,
+        blend_mode=config.blend_mode,
         featurizer=make_featurizer(row_features, col_features, config.fingerprint_radius, config.fingerprint_bits),
     )
     model.set_features(

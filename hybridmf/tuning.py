@@ -343,6 +343,10 @@ def select_trial(study: Any, tolerance: float = 0.01, auroc_margin: float = 0.00
         An ``optuna.trial.FrozenTrial``.
     """
     finished = [trial for trial in study.trials if trial.value is not None and "auroc" in trial.user_attrs]
+    if not finished:
+        raise ValueError(
+            f"the study {study.study_name!r} has no finished trials to choose from; run it with --trials 1 or more"
+        )
     best = max(trial.value for trial in finished)
     ties = [trial for trial in finished if trial.value >= best - tolerance * abs(best)]
     top_auroc = max(trial.user_attrs["auroc"] for trial in ties)

@@ -59,11 +59,17 @@ VARIANTS = (
     ("warm-pos-weight-50", "warm", ["--pos-weight", "50"], "ablation: the prototype's positive weight 50"),
     ("warm-k-5", "warm", ["--k", "5"], "ablation: the prototype's latent size 5"),
     ("warm-batch-2000", "warm", ["--batch-size", "2000", "--max-epochs", "20"], "ablation: the prototype's batch 2000, 20 epochs"),
-    ("cold-drug-none", "cold-drug", ["--features", "none", "--drug-sources", "--row-ids"], "no side features (ID embeddings only)"),
+    (
+        "cold-drug-none",
+        "cold-drug",
+        ["--features", "none", "--drug-sources", "--row-ids", "--blend", "none"],
+        "no side features (ID embeddings only), so no ridge blend",
+    ),
     ("cold-drug-fingerprints", "cold-drug", ["--drug-sources", "fingerprint"], "Morgan fingerprints instead of the default drug features"),
     ("cold-drug-all", "cold-drug", ["--features", "all", "--drug-sources"], "every MEF drug and ADR feature source"),
     ("cold-drug-triplet", "cold-drug", ["--loss", "triplet"], "BPR triplet loss instead of weighted BCE"),
-    ("cold-drug-no-bias", "cold-drug", ["--no-bias"], "ablation: no per-ADR biases"),
+    ("cold-drug-no-blend", "cold-drug", ["--blend", "none"], "ablation: no ridge blend"),
+    ("cold-drug-bias", "cold-drug", ["--bias"], "per-ADR biases added"),
     ("cold-drug-no-feature-l2", "cold-drug", ["--row-feature-l2", "0"], "ablation: no L2 on the drug encoder weights"),
 )
 COMMON_ARGUMENTS = ["--folds", "5", "--seed", "0", "--threads", "1", "--no-progress"]

@@ -17,7 +17,7 @@ from hybridmf.data.interactions import InteractionData
 from hybridmf.data.splits import make_split
 from hybridmf.data.synthetic import powerlaw_pairs
 from hybridmf.evaluation.baselines import EASE
-from hybridmf.model.blend import blend_logits, empirical_cdf, quantile_grid
+from hybridmf.model.blend import blend_logits, empirical_cdf, quantile_grid, within_row_zscores
 from hybridmf.model.module import HybridMF
 from hybridmf.scoring import Ranker, load_model
 from hybridmf.training import run_fit, train_split
@@ -29,10 +29,12 @@ def _pairs() -> np.ndarray:
     return powerlaw_pairs(N_ROWS, N_COLS, 150, np.random.default_rng(0))
 
 
-def _blended_model(weight: float, l2: float = 5.0) -> HybridMF:
+def _blended_model(weight: float, l2: float = 5.0, mode: str = "rank") -> HybridMF:
     """A randomly initialised model with a bias, blended on the synthetic pairs."""
     torch.manual_seed(0)
-    model = HybridMF(n_rows=N_ROWS, n_cols=N_COLS, k=3, bias=True, blend="ease", blend_weight=weight, blend_ease_l2=l2)
+    model = HybridMF(
+        n_rows=N_ROWS, n_cols=N_COLS, k=3, bias=True, blend="ease", blend_weight=weight, blend_ease_l2=l2, blend_mode=mode
+    )
     with torch.no_grad():
         model.row_bias.weight.normal_()
         model.col_bias.weight.normal_()
@@ -165,6 +167,76 @@ def test_pair_scores_equal_row_scores():
     assert torch.allclose(matrix, pairs, atol=1e-5)
 
 
+# ----------------------------------------------------------------------------------------
+# Row mode: the part's within-row z-scores added to the network's logits
+
+
+def test_within_row_zscores_use_the_candidates_only():
+    scores = torch.tensor([[9.0, 1.0, 3.0], [2.0, 2.0, 2.0]])
+    candidates = torch.tensor([[False, True, True], [True, True, True]])
+
+    z = within_row_zscores(scores, candidates)
+
+    assert torch.allclose(z[0], torch.tensor([7.0, -1.0, 1.0]))  # mean 2, spread 1 from columns 1 and 2
+    assert torch.equal(z[1], torch.zeros(3))
+
+
+def test_row_mode_keeps_each_rows_mean_over_candidates_and_follows_ease_within_rows():
+    model = _blended_model(weight=0.5, mode="row")
+    rows = torch.arange(N_ROWS)
+    candidates = torch.from_numpy(_candidate_mask(_pairs()))
+    with torch.no_grad():
+        blended, network = model.score_rows(rows), model.network_logits(rows)
+    ease = EASE(l2=5.0, fallback="zeros").fit(_pairs(), N_ROWS, N_COLS).score_rows(rows)
+    shift = (blended - network).double()
+
+    assert float(model.blend_model_scale) > 0
+    for row in range(N_ROWS):
+        mask = candidates[row]
+        if mask.any():
+            assert abs(float(shift[row][mask].mean())) < 1e-5
+            # The shift orders the row's columns as EASE does.
+            assert np.array_equal(rankdata(shift[row].numpy(), "min"), rankdata(ease[row].numpy(), "min"))
+
+
+def test_row_mode_weight_zero_is_the_network_and_pairs_match_rows():
+    rows = torch.arange(N_ROWS)
+    with torch.no_grad():
+        zero = _blended_model(weight=0.0, mode="row")
+        assert torch.allclose(zero.score_rows(rows), zero.network_logits(rows))
+        model = _blended_model(weight=0.7, mode="row")
+        matrix = model.score_rows(rows)
+        pairs = model.score_pairs(rows.repeat_interleave(N_COLS), torch.arange(N_COLS).repeat(N_ROWS))
+    assert torch.allclose(matrix, pairs.view(N_ROWS, N_COLS), atol=1e-5)
+
+
+def test_row_mode_ridge_blend_scores_new_rows_like_training_rows():
+    torch.manual_seed(0)
+    features = torch.rand(N_ROWS, 4)
+    model = HybridMF(
+        n_rows=N_ROWS, n_cols=N_COLS, k=3, row_ids=False, row_feature_dim=4, blend="ridge", blend_weight=0.5,
+        blend_mode="row",
+    ).eval()
+    model.set_features(row_features=features)
+    model.fit_blend(_pairs())
+    with torch.no_grad():
+        assert torch.allclose(model.score_new_rows(features[:3]), model.score_rows(torch.arange(3)), atol=1e-5)
+        assert not torch.allclose(model.score_new_rows(features[:3]), model.network_logits(torch.arange(3)))
+
+
+def test_row_mode_reloads_from_checkpoint(tmp_path: Path):
+    data = _synthetic_data()
+    split = make_split(data.pairs, data.n_rows, "warm", 0.2, seed=0)
+    run = train_split(_config(tmp_path, blend_mode="row"), data, split, tmp_path)
+    rows = torch.arange(N_ROWS)
+    reloaded = HybridMF.load_from_checkpoint(run.checkpoint, map_location="cpu").eval()
+
+    assert reloaded.hparams.blend_mode == "row"
+    with torch.no_grad():
+        assert torch.equal(reloaded.score_rows(rows), run.model.eval().score_rows(rows))
+        assert not torch.equal(reloaded.score_rows(rows), reloaded.network_logits(rows))
+
+
 def test_unfitted_blend_returns_network_logits():
     torch.manual_seed(0)
     model = HybridMF(n_rows=N_ROWS, n_cols=N_COLS, k=3, blend="ease").eval()
@@ -198,6 +270,7 @@ def test_new_rows_get_network_logits():
         ({"blend_weight": 1.5}, r"blend_weight must be a number in \[0, 1\]"),
         ({"blend_weight": math.nan}, r"blend_weight must be a number in \[0, 1\]"),
         ({"blend_ease_l2": 0.0}, "invalid blend_ease_l2: l2 must be a finite number > 0, got 0.0"),
+        ({"blend_mode": "mean"}, "invalid value 'mean' for blend_mode"),
     ],
 )
 def test_fit_config_rejects_invalid_blend_options(options, message):
@@ -211,6 +284,7 @@ def test_fit_config_rejects_invalid_blend_options(options, message):
         ({"n_cols": 20_001, "blend": "ease"}, "at most 20000 columns, got n_cols=20001"),
         ({"n_cols": 4, "blend": "mean"}, "blend must be one of 'none', 'ease', 'ridge', got 'mean'"),
         ({"n_cols": 4, "blend": "ease", "blend_weight": 2.0}, r"blend_weight must be a number in \[0, 1\]"),
+        ({"n_cols": 4, "blend": "ease", "blend_mode": "mean"}, "blend_mode must be one of 'rank', 'row', got 'mean'"),
     ],
 )
 def test_model_rejects_invalid_blend_options(options, message):

@@ -9,6 +9,14 @@ to its quantile among reference scores. ``F(s)`` is the share of reference score
 so a pair's quantile is its rank among all pairs (a global rank). Per-row ranks would
 make the scores of different rows incomparable, which breaks the pooled AUROC and AUPR.
 
+With ``blend_mode="row"`` the part only reorders the columns within each row: its
+scores are standardized within the row (a z-score) and added to the model's logits,
+``s_model + w * sigma * z_part``, where ``sigma`` is the standard deviation of the
+model's logits over the reference pairs. Each row keeps the model's mean logit over its
+columns, so the level of a row against other rows, which pooled AUROC and AUPR
+measure, stays the model's, while the order of the columns inside the row moves
+towards the part's.
+
 The functions here are pure tensor code. ``HybridMF`` stores the grids as buffers and
 calls them.
 """
@@ -21,6 +29,9 @@ from torch import Tensor
 from hybridmf.evaluation.baselines import EASE, FeatureRidge
 
 BLEND_METHODS = ("none", "ease", "ridge")
+# How the two scorers are combined: by global rank, or by adding the part's within-row
+# z-score to the model's logits (see within_row_logits).
+BLEND_MODES = ("rank", "row")
 # The EASE part stores a (C, C) float32 weight matrix in the model and in every
 # checkpoint, and its fit inverts a (C, C) float64 matrix: 20,000 columns are 1.6 GB of
 # weights and 3.2 GB for the inverse.
@@ -40,7 +51,9 @@ MAX_REFERENCE_PAIRS = 1 << 24
 BLEND_EPSILON = 1e-6
 
 
-def check_blend_options(blend: str, blend_weight: float, blend_ease_l2: float, blend_ridge_l2: float = 3.0) -> None:
+def check_blend_options(
+    blend: str, blend_weight: float, blend_ease_l2: float, blend_ridge_l2: float = 3.0, blend_mode: str = "rank"
+) -> None:
     """Check the blend options.
 
     Args:
@@ -48,6 +61,7 @@ def check_blend_options(blend: str, blend_weight: float, blend_ease_l2: float, b
         blend_weight: Share of the blended baseline, in [0, 1].
         blend_ease_l2: L2 regularisation strength lambda of the EASE part, > 0.
         blend_ridge_l2: L2 regularisation strength lambda of the ridge part, > 0.
+        blend_mode: ``"rank"`` or ``"row"``.
 
     Raises:
         ValueError: When an option is outside its accepted values.
@@ -60,6 +74,8 @@ def check_blend_options(blend: str, blend_weight: float, blend_ease_l2: float, b
     """
     if blend not in BLEND_METHODS:
         raise ValueError(f"blend must be one of {', '.join(map(repr, BLEND_METHODS))}, got {blend!r}")
+    if blend_mode not in BLEND_MODES:
+        raise ValueError(f"blend_mode must be one of {', '.join(map(repr, BLEND_MODES))}, got {blend_mode!r}")
     if isinstance(blend_weight, bool) or not isinstance(blend_weight, (int, float)) or not 0 <= blend_weight <= 1:
         raise ValueError(
             f"blend_weight must be a number in [0, 1] (the share of the blended baseline), got {blend_weight!r}"
@@ -214,3 +230,51 @@ def blend_logits(
     level = (1.0 - weight) * empirical_cdf(model_scores, model_grid) + weight * empirical_cdf(part_scores, part_grid)
     return torch.logit(level, eps=BLEND_EPSILON).to(model_scores.dtype)
 
+
+
+def within_row_zscores(part_scores: Tensor, candidates: Tensor | None = None) -> Tensor:
+    """Standardize each row of ``part_scores`` by the mean and standard deviation of its candidates.
+
+    Args:
+        part_scores: ``(N, C)`` scores of the baseline part.
+        candidates: Optional ``(N, C)`` bool mask of the columns whose scores give a row's
+            mean and standard deviation (for EASE, the columns that are not training
+            positives of the row); all columns without it.
+
+    Returns:
+        ``(N, C)`` z-scores, of the dtype of ``part_scores``. A row whose candidates all
+        score the same (such as a row without training interactions under EASE) gets 0.
+
+    Example:
+        >>> within_row_zscores(torch.tensor([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]))
+        tensor([[-1.2247,  0.0000,  1.2247],
+                [ 0.0000,  0.0000,  0.0000]])
+    """
+    values = part_scores.double()
+    mask = torch.ones_like(values, dtype=torch.bool) if candidates is None else candidates.to(torch.bool)
+    counts = mask.sum(dim=1, keepdim=True).clamp_min(1)  # (N, 1)
+    mean = torch.where(mask, values, 0.0).sum(dim=1, keepdim=True) / counts  # (N, 1)
+    variance = torch.where(mask, (values - mean) ** 2, 0.0).sum(dim=1, keepdim=True) / counts  # (N, 1)
+    spread = variance.sqrt()
+    z = torch.where(spread > 0, (values - mean) / torch.where(spread > 0, spread, 1.0), 0.0)
+    return z.to(part_scores.dtype)
+
+
+def within_row_logits(model_scores: Tensor, part_z: Tensor, model_scale: Tensor | float, weight: float) -> Tensor:
+    """Add the part's within-row z-scores to the model's logits: ``s + weight * scale * z``.
+
+    Args:
+        model_scores: Logits of the model, any shape.
+        part_z: z-scores of the part from :func:`within_row_zscores`, same shape.
+        model_scale: Standard deviation of the model's logits over the reference pairs.
+        weight: Weight of the part, in [0, 1]: how many of the model's standard
+            deviations one standard deviation of the part moves a score within its row.
+
+    Returns:
+        Scores of the shape and dtype of ``model_scores``, on the model's logit scale.
+
+    Example:
+        >>> within_row_logits(torch.tensor([0.0, 1.0]), torch.tensor([1.0, -1.0]), 2.0, 0.5)
+        tensor([1., 0.])
+    """
+    return (model_scores + weight * model_scale * part_z.to(model_scores.dtype)).to(model_scores.dtype)

@@ -29,8 +29,9 @@ With ``blend="ease"`` the trained model is an ensemble with the EASE item-item m
 ridge regression from the row features (``hybridmf.evaluation.baselines.FeatureRidge``),
 which suits new rows. After training, :meth:`HybridMF.fit_blend` fits the baseline part
 on the training pairs and stores reference quantiles of both scorers, and from then on
-``score_rows`` returns the blend of the two by global rank (``hybridmf.model.blend``).
-Training and validation epochs see the model's own logits.
+``score_rows`` returns the blend of the two: by global rank (``blend_mode="rank"``), or
+with the part's within-row z-scores added to the model's logits (``blend_mode="row"``),
+see ``hybridmf.model.blend``. Training and validation epochs see the model's own logits.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ from hybridmf.model.blend import (
     check_blend_options,
     check_blend_size,
     quantile_grid,
+    within_row_logits,
+    within_row_zscores,
 )
 from hybridmf.model.heads import make_head
 from hybridmf.model.towers import Tower
@@ -123,6 +126,10 @@ class HybridMF(pl.LightningModule):
         blend_weight: Share of the baseline part of the blend, in [0, 1].
         blend_ease_l2: L2 regularisation strength lambda of the EASE part.
         blend_ridge_l2: L2 regularisation strength lambda of the ridge part.
+        blend_mode: ``"rank"`` blends by global rank; ``"row"`` adds the part's
+            within-row z-scores, times ``blend_weight`` and the standard deviation of the
+            model's logits, to the model's logits, so that each row keeps the model's
+            level against the other rows.
 
     Raises:
         ValueError: When ``loss``, ``optimizer``, ``k`` or a blend option is invalid, or
@@ -171,6 +178,7 @@ class HybridMF(pl.LightningModule):
         blend_weight: float = 0.5,
         blend_ease_l2: float = 100.0,
         blend_ridge_l2: float = 3.0,
+        blend_mode: str = "rank",
     ) -> None:
         super().__init__()
         if loss not in LOSS_NAMES:
@@ -179,7 +187,7 @@ class HybridMF(pl.LightningModule):
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        check_blend_options(blend, blend_weight, blend_ease_l2, blend_ridge_l2)
+        check_blend_options(blend, blend_weight, blend_ease_l2, blend_ridge_l2, blend_mode)
         if blend != "none":
             check_blend_size(n_rows, n_cols, blend, row_feature_dim)
         self.save_hyperparameters()
@@ -301,7 +309,9 @@ class HybridMF(pl.LightningModule):
         Without a fitted blend these are the network's logits (:meth:`network_logits`).
         After :meth:`fit_blend`, they are
         ``logit((1 - w) * F_model(s_model) + w * F_part(s_part))``
-        (:func:`hybridmf.model.blend.blend_logits`). Here ``w`` is ``blend_weight``. With
+        (:func:`hybridmf.model.blend.blend_logits`) with ``blend_mode="rank"``, and
+        ``s_model + w * sigma * z_part`` (:func:`hybridmf.model.blend.within_row_logits`)
+        with ``blend_mode="row"``. Here ``w`` is ``blend_weight``. With
         ``blend="ease"``, ``s_part = X[rows] @ B`` is the EASE score from the stored
         training interactions ``X`` and weights ``B``. With ``blend="ridge"``,
         ``s_part = (x - m) @ W + c`` is the ridge score from the row's features ``x``.
@@ -315,6 +325,8 @@ class HybridMF(pl.LightningModule):
         scores = self.network_logits(rows)  # (N, C)
         if not self.blend_fitted:
             return scores
+        if self.hparams.blend_mode == "row":
+            return within_row_logits(scores, self._part_row_zscores(rows), self.blend_model_scale, self._weight)
         return self._blend(scores, self._part_scores(rows))
 
     def score_pairs(self, rows: Tensor, cols: Tensor) -> Tensor:
@@ -326,6 +338,12 @@ class HybridMF(pl.LightningModule):
         scores = self(rows, cols)  # (P,)
         if not self.blend_fitted:
             return scores
+        if self.hparams.blend_mode == "row":
+            # A z-score needs the whole row: score the distinct rows once, then pick the pairs.
+            unique, position = torch.unique(rows, return_inverse=True)
+            step = max(1, REFERENCE_CHUNK_CELLS // self.hparams.n_cols)
+            z = torch.cat([self._part_row_zscores(chunk) for chunk in unique.split(step)])  # (U, C)
+            return within_row_logits(scores, z[position, cols], self.blend_model_scale, self._weight)
         return self._blend(scores, self._part_pair_scores(rows, cols))
 
     def score_new_rows(self, features: Tensor) -> Tensor:
@@ -350,7 +368,10 @@ class HybridMF(pl.LightningModule):
         if self.col_bias is not None:
             scores = scores + self.col_bias.weight.T  # (N, C) + (1, C)
         if self.blend_fitted and self.hparams.blend == "ridge":
-            return self._blend(scores, self._ridge_feature_scores(features))
+            part = self._ridge_feature_scores(features)  # (N, C)
+            if self.hparams.blend_mode == "row":
+                return within_row_logits(scores, within_row_zscores(part), self.blend_model_scale, self._weight)
+            return self._blend(scores, part)
         return scores
 
     # ----------------------------------------------------------------------------------
@@ -368,12 +389,29 @@ class HybridMF(pl.LightningModule):
             self.register_buffer("blend_ridge_target_mean", torch.zeros(n_cols))  # (C,) c
             self.register_buffer("blend_ridge_quantiles", torch.zeros(QUANTILE_GRID_SIZE))  # (G,)
         self.register_buffer("blend_model_quantiles", torch.zeros(QUANTILE_GRID_SIZE))  # (G,)
+        if self.hparams.blend_mode == "row":
+            # Checkpoints from before blend_mode have no such buffer and load as "rank".
+            self.register_buffer("blend_model_scale", torch.tensor(1.0))  # standard deviation of the model's logits
         self.register_buffer("blend_is_fitted", torch.tensor(False))
 
     @property
     def blend_fitted(self) -> bool:
         """Whether :meth:`score_rows` returns the blend: ``blend`` is set and :meth:`fit_blend` has run."""
         return self.hparams.blend != "none" and bool(self.blend_is_fitted)
+
+    @property
+    def _weight(self) -> float:
+        return float(self.hparams.blend_weight)
+
+    def _part_row_zscores(self, rows: Tensor) -> Tensor:
+        """Return the ``(N, n_cols)`` within-row z-scores of the baseline part for the rows ``(N,)``.
+
+        Under an EASE blend a row's mean and spread come from its candidates, the columns
+        that are not its training positives; under a ridge blend from all columns.
+        """
+        part = self._part_scores(rows)  # (N, C)
+        candidates = ~self.blend_interactions[rows] if self.hparams.blend == "ease" else None
+        return within_row_zscores(part, candidates)
 
     def _blend(self, model_scores: Tensor, part_scores: Tensor) -> Tensor:
         """Blend the network's scores with the baseline part's scores of the same pairs."""
@@ -451,13 +489,16 @@ class HybridMF(pl.LightningModule):
         )
         self.train(was_training)
         self.blend_model_quantiles.copy_(quantile_grid(model_scores))
+        if self.hparams.blend_mode == "row":
+            self.blend_model_scale.fill_(float(model_scores.double().std()) if len(model_scores) > 1 else 1.0)
         part_grid = self.blend_ease_quantiles if blend == "ease" else self.blend_ridge_quantiles
         part_grid.copy_(quantile_grid(reference_part))
         self.blend_is_fitted.fill_(True)
         part_l2 = self.hparams.blend_ease_l2 if blend == "ease" else self.hparams.blend_ridge_l2
         logger.info(
-            "fitted the %s blend (weight %.3g, lambda %g) on %d training pairs; quantiles from %d reference pairs",
+            "fitted the %s blend (%s mode, weight %.3g, lambda %g) on %d training pairs; references from %d pairs",
             blend,
+            self.hparams.blend_mode,
             self.hparams.blend_weight,
             part_l2,
             int(interactions.sum()),
