@@ -11,13 +11,15 @@ data frames with one line per pair:
 - ``score``: the model's logit. ``score_matrix``, ``rank_cols`` and ``rank_unknown_pairs``
   take it from ``HybridMF.score_rows`` unchanged. ``score_pairs`` and ``rank_rows`` score
   single pairs with ``HybridMF.score_pairs``, which agrees up to float rounding. For a
-  model trained with ``--blend ease`` it is the blended score of ``HybridMF.score_rows``,
-  except for new molecules, which get the network's logits;
+  model trained with ``--blend ease`` or ``ridge`` it is the blended score of
+  ``HybridMF.score_rows``. New molecules get the network's logits under an EASE blend;
 - ``probability``: ``sigmoid(score)``. For a model trained with weighted BCE this is the
   model's estimate under a positive weight of ``pos_weight``, so it overstates the share
   of true positives. For a triplet loss (``bpr``, ``margin``) only the order of the scores
-  is trained, and the sigmoid is not a calibrated probability at all. For a blended
-  model it is the blended quantile level in [0, 1], not a probability either;
+  is trained, and the sigmoid is not a calibrated probability at all. For a model
+  blended with ``--blend-mode rank`` it is the blended quantile level in [0, 1], not a
+  probability either. With ``--blend-mode row`` it is the sigmoid of the network's logit
+  moved within the row;
 - ``rank``: 1 for the highest score of the query;
 - ``known``: whether the pair is one of the known associations stored in the checkpoint.
 

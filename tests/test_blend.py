@@ -181,7 +181,7 @@ def test_within_row_zscores_use_the_candidates_only():
     assert torch.equal(z[1], torch.zeros(3))
 
 
-def test_row_mode_keeps_each_rows_mean_over_candidates_and_follows_ease_within_rows():
+def test_row_mode_keeps_row_means_and_ease_order():
     model = _blended_model(weight=0.5, mode="row")
     rows = torch.arange(N_ROWS)
     candidates = torch.from_numpy(_candidate_mask(_pairs()))
@@ -199,7 +199,7 @@ def test_row_mode_keeps_each_rows_mean_over_candidates_and_follows_ease_within_r
             assert np.array_equal(rankdata(shift[row].numpy(), "min"), rankdata(ease[row].numpy(), "min"))
 
 
-def test_row_mode_weight_zero_is_the_network_and_pairs_match_rows():
+def test_row_mode_weight_zero_and_pairs():
     rows = torch.arange(N_ROWS)
     with torch.no_grad():
         zero = _blended_model(weight=0.0, mode="row")
@@ -210,7 +210,7 @@ def test_row_mode_weight_zero_is_the_network_and_pairs_match_rows():
     assert torch.allclose(matrix, pairs.view(N_ROWS, N_COLS), atol=1e-5)
 
 
-def test_row_mode_ridge_blend_scores_new_rows_like_training_rows():
+def test_row_mode_ridge_new_rows():
     torch.manual_seed(0)
     features = torch.rand(N_ROWS, 4)
     model = HybridMF(

@@ -29,8 +29,8 @@ from torch import Tensor
 from hybridmf.evaluation.baselines import EASE, FeatureRidge
 
 BLEND_METHODS = ("none", "ease", "ridge")
-# How the two scorers are combined: by global rank, or by adding the part's within-row
-# z-score to the model's logits (see within_row_logits).
+# Ways to combine the two scorers: by global rank (blend_logits), or by adding the part's
+# within-row z-score to the model's logits (within_row_logits).
 BLEND_MODES = ("rank", "row")
 # The EASE part stores a (C, C) float32 weight matrix in the model and in every
 # checkpoint, and its fit inverts a (C, C) float64 matrix: 20,000 columns are 1.6 GB of
@@ -238,8 +238,8 @@ def within_row_zscores(part_scores: Tensor, candidates: Tensor | None = None) ->
     Args:
         part_scores: ``(N, C)`` scores of the baseline part.
         candidates: Optional ``(N, C)`` bool mask of the columns whose scores give a row's
-            mean and standard deviation (for EASE, the columns that are not training
-            positives of the row); all columns without it.
+            mean and standard deviation. For EASE these are the columns that are not
+            training positives of the row. Without a mask all columns count.
 
     Returns:
         ``(N, C)`` z-scores, of the dtype of ``part_scores``. A row whose candidates all

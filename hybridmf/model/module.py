@@ -126,7 +126,7 @@ class HybridMF(pl.LightningModule):
         blend_weight: Share of the baseline part of the blend, in [0, 1].
         blend_ease_l2: L2 regularisation strength lambda of the EASE part.
         blend_ridge_l2: L2 regularisation strength lambda of the ridge part.
-        blend_mode: ``"rank"`` blends by global rank; ``"row"`` adds the part's
+        blend_mode: ``"rank"`` blends by global rank. ``"row"`` adds the part's
             within-row z-scores, times ``blend_weight`` and the standard deviation of the
             model's logits, to the model's logits, so that each row keeps the model's
             level against the other rows.
@@ -407,7 +407,7 @@ class HybridMF(pl.LightningModule):
         """Return the ``(N, n_cols)`` within-row z-scores of the baseline part for the rows ``(N,)``.
 
         Under an EASE blend a row's mean and spread come from its candidates, the columns
-        that are not its training positives; under a ridge blend from all columns.
+        that are not its training positives. Under a ridge blend they come from all columns.
         """
         part = self._part_scores(rows)  # (N, C)
         candidates = ~self.blend_interactions[rows] if self.hparams.blend == "ease" else None
