@@ -143,7 +143,7 @@ def test_select_trial_equal_auroc_prefers_objective():
     assert hybridmf.tuning.select_trial(study, tolerance=0.01, auroc_margin=0.0).value == 2.400
 
 
-def test_select_trial_without_finished_trials_names_the_study():
+def test_select_trial_empty_study():
     study = optuna.create_study(direction="maximize", study_name="warm-empty")
     with pytest.raises(ValueError, match="'warm-empty' has no finished trials.*--trials 1"):
         hybridmf.tuning.select_trial(study, tolerance=0.0)
