@@ -169,7 +169,10 @@ class FitConfig:
         choices=BLEND_METHODS,
     )
     blend_weight: float = _option(
-        0.5, "share of the baseline part in the blend, from 0 (model only) to 1 (EASE or ridge only)"
+        0.5,
+        "weight of the baseline part in the blend, from 0 (model only) to 1: under --blend-mode rank, 1 is EASE "
+        "or ridge alone; under row, the part's z-score moves a score by this many standard deviations of the "
+        "model's logits",
     )
     blend_mode: str = _option(
         "rank",

@@ -141,7 +141,8 @@ def check_resume_compatible(path: str | Path, model: pl.LightningModule) -> None
 
     Raises:
         ValueError: When a parameter or buffer is missing on either side or has another
-            shape. The message names the model options that differ.
+            shape, or a blend option (``BLEND_OPTIONS``) differs. The message names the
+            model options that differ.
     """
     stored = torch.load(path, map_location="cpu", weights_only=True)
     state = stored.get("state_dict", {})
@@ -150,9 +151,10 @@ def check_resume_compatible(path: str | Path, model: pl.LightningModule) -> None
         [name for name, value in current.items() if name not in state or state[name].shape != value.shape]
         + [name for name in state if name not in current]
     )
-    if not mismatched:
-        return
     stored_options = stored.get("hyper_parameters", {})
+    if not mismatched:
+        _check_same_blend(path, stored_options, model.hparams)
+        return
     differing = [
         f"{name}: {_plain(stored_options[name])!r} in the checkpoint, {_plain(value)!r} now"
         for name, value in model.hparams.items()
@@ -164,6 +166,28 @@ def check_resume_compatible(path: str | Path, model: pl.LightningModule) -> None
         f"({'; '.join(differing) if differing else 'parameters ' + shown_names + ' differ'}), so its weights do not fit "
         f"this model. Resume with the options of that run (its config.json), or start a new run without --resume"
     )
+
+
+# Options of the blend that a checkpoint stores without any parameter shape showing them.
+BLEND_OPTIONS = ("blend_mode", "blend_weight", "blend_ease_l2", "blend_ridge_l2")
+
+
+def _check_same_blend(path: str | Path, stored_options: dict[str, Any], options: dict[str, Any]) -> None:
+    """Reject a resume whose blend options differ from the checkpoint's.
+
+    A resumed run that trains no further epoch keeps the checkpoint's blend options, and
+    one that does uses the new ones, so a change would apply or not by chance.
+    """
+    differing = [
+        f"{name}: {_plain(stored_options[name])!r} in the checkpoint, {_plain(options[name])!r} now"
+        for name in BLEND_OPTIONS
+        if name in stored_options and name in options and _plain(stored_options[name]) != _plain(options[name])
+    ]
+    if differing:
+        raise ValueError(
+            f"--resume {str(path)!r}: the checkpoint was written with other blend options ({'; '.join(differing)}). "
+            f"Resume with the blend options of that run (its config.json), or start a new run without --resume"
+        )
 
 
 def keep_previous_log(out_dir: Path) -> Path | None:

@@ -526,27 +526,49 @@ def train_split(
     trainer, checkpoint = build_trainer(config, out_dir, monitor)
     trainer.fit(model, datamodule=datamodule, ckpt_path=config.resume)
 
-    selected = checkpoint.best_model_path if monitor and config.select_epoch == "best" else checkpoint.last_model_path
+    # A resumed run that had already finished trains no epoch, so the callback saved nothing
+    # and the resumed file is the last checkpoint.
+    last = checkpoint.last_model_path or config.resume
+    if not last:
+        raise RuntimeError(f"training wrote no checkpoint to {out_dir / 'checkpoints'}; check --max-epochs")
+    best = checkpoint.best_model_path
+    selected = best if monitor and config.select_epoch == "best" and best else last
     stored = torch.load(selected, map_location="cpu", weights_only=True)
     model = HybridMF.load_from_checkpoint(selected, map_location="cpu").eval()
     if config.blend != "none":
         pairs = split.train_pairs if blend_pairs is None else blend_pairs
         fit_blend_into_checkpoint(model, pairs, selected, stored, config.seed, trainer.global_rank == 0)
-        last = checkpoint.last_model_path
-        if last and Path(last).resolve() != Path(selected).resolve():
-            # last.ckpt is what a final model is usually scored from, so it gets its own blend.
-            last_stored = torch.load(last, map_location="cpu", weights_only=True)
-            last_model = HybridMF.load_from_checkpoint(last, map_location="cpu").eval()
-            fit_blend_into_checkpoint(last_model, pairs, last, last_stored, config.seed, trainer.global_rank == 0)
+        # Every other checkpoint file of the run gets its own blend, so that no file of a
+        # run that asked for a blend contains an unblended model.
+        for other in dict.fromkeys(path for path in (last, best) if path):
+            if Path(other).resolve() == Path(selected).resolve():
+                continue
+            other_stored = torch.load(other, map_location="cpu", weights_only=True)
+            other_model = HybridMF.load_from_checkpoint(other, map_location="cpu").eval()
+            fit_blend_into_checkpoint(other_model, pairs, other, other_stored, config.seed, trainer.global_rank == 0)
     return TrainedModel(
         model=model,
         checkpoint=str(Path(selected).resolve()),
-        last_checkpoint=str(Path(checkpoint.last_model_path).resolve()),
+        last_checkpoint=str(Path(last).resolve()),
         epochs=int(trainer.current_epoch),
-        selected_epoch=int(stored["epoch"]) + 1,
+        selected_epoch=_completed_epochs(stored),
         trainer=trainer,
         datamodule=datamodule,
     )
+
+
+def _completed_epochs(stored: dict[str, Any]) -> int:
+    """Return the number of epochs that the model in a loaded checkpoint has trained.
+
+    Lightning stores the epoch in progress: a checkpoint saved at the end of epoch ``e``
+    (0-based) stores ``e``, but the one saved after training ended (``on_train_end``)
+    already stores ``e + 1``. The fit loop's count of processed epochs is right in both
+    cases (Lightning 2.6).
+    """
+    try:
+        return int(stored["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError):
+        return int(stored["epoch"]) + 1
 
 
 def fit_blend_into_checkpoint(

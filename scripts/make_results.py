@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from hybridmf.data.io import write_atomic
-from hybridmf.evaluation.report import compare_with_best_baseline, format_summary
+from hybridmf.evaluation.report import compare_with_best_baseline, format_summary, threads_text
 
 logger = logging.getLogger("make_results")
 
@@ -175,7 +175,7 @@ def render_run(name: str, title: str) -> str:
         "",
         f"Checkpoint: {run['selection']}. Seed {run['config']['seed']}. Wall time {run['wall_seconds']:.0f} s "
         f"in total, {per_fold.mean():.0f} s per fold on average, on {environment['cpu']} "
-        f"({environment['logical_cpus']} logical CPUs, {environment['torch_threads']} torch threads, "
+        f"({environment['logical_cpus']} logical CPUs, {threads_text(environment['torch_threads'])}, "
         f"GPU: {environment['gpu']}), torch {environment['packages']['torch']}, code "
         f"{run.get('git_commit') or 'of unknown version'}.",
         "",

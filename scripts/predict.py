@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print(format_table(table, arguments.show))
     if arguments.out is not None:
         write_table(table, arguments.out)
-        print(f"wrote {len(table)} lines to {arguments.out}")
+        print(f"wrote {len(table)} rows to {arguments.out}")
     return table
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +172,7 @@ def test_pair_scores_equal_row_scores():
 # Row mode: the part's within-row z-scores added to the network's logits
 
 
-def test_within_row_zscores_use_the_candidates_only():
+def test_within_row_zscores_use_candidates():
     scores = torch.tensor([[9.0, 1.0, 3.0], [2.0, 2.0, 2.0]])
     candidates = torch.tensor([[False, True, True], [True, True, True]])
 
@@ -372,6 +373,50 @@ def test_resume_from_blended_last_checkpoint(tmp_path: Path):
     assert resumed.selected_epoch == 3
     assert stored["state_dict"]["blend_is_fitted"].item()
     assert "optimizer_states" in stored
+
+
+def test_finished_run_resumes_from_copied_folder(tmp_path: Path):
+    data = _synthetic_data()
+    split = make_split(data.pairs, data.n_rows, "warm", 0.0, seed=0)
+    first = train_split(_config(tmp_path / "run", val_fraction=0.0), data, split, tmp_path / "run")
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    copied = tmp_path / "copy" / "checkpoints" / "last.ckpt"
+
+    resumed = train_split(
+        _config(tmp_path / "copy", val_fraction=0.0, resume=str(copied)), data, split, tmp_path / "copy"
+    )
+
+    assert first.selected_epoch == 2  # max_epochs of _config
+    assert resumed.selected_epoch == 2
+    assert Path(resumed.last_checkpoint) == copied.resolve()
+    rows = torch.arange(N_ROWS)
+    with torch.no_grad():
+        assert torch.equal(resumed.model.score_rows(rows), first.model.score_rows(rows))
+
+
+def test_resume_with_other_blend_weight_rejected(tmp_path: Path):
+    data = _synthetic_data()
+    split = make_split(data.pairs, data.n_rows, "warm", 0.0, seed=0)
+    first = train_split(_config(tmp_path, val_fraction=0.0), data, split, tmp_path)
+    before = Path(first.last_checkpoint).read_bytes()
+
+    with pytest.raises(ValueError, match=r"other blend options \(blend_weight: 0.5 in the checkpoint, 0.9 now\)"):
+        train_split(
+            _config(tmp_path, val_fraction=0.0, blend_weight=0.9, resume=first.last_checkpoint), data, split, tmp_path
+        )
+    assert Path(first.last_checkpoint).read_bytes() == before
+
+
+def test_best_checkpoint_blended_too(tmp_path: Path):
+    data = _synthetic_data()
+    split = make_split(data.pairs, data.n_rows, "warm", 0.2, seed=0)
+    run = train_split(_config(tmp_path, select_epoch="last", max_epochs=3), data, split, tmp_path)
+    best_files = sorted((tmp_path / "checkpoints").glob("best-*.ckpt"))
+
+    assert best_files
+    for path in best_files:
+        assert HybridMF.load_from_checkpoint(path, map_location="cpu").blend_fitted, path.name
+    assert HybridMF.load_from_checkpoint(run.checkpoint, map_location="cpu").blend_fitted
 
 
 def test_fit_cli_with_blend_writes_metrics(tmp_path: Path):

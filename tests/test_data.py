@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +97,16 @@ def test_write_atomic_keeps_old_file_on_failure(tmp_path: Path):
         write_atomic(target, fail)
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_write_atomic_follows_umask(tmp_path: Path):
+    previous = os.umask(0o022)
+    try:
+        written = write_atomic(tmp_path / "results.csv", lambda temporary: temporary.write_text("a,b\n"))
+    finally:
+        os.umask(previous)
+
+    assert stat.S_IMODE(written.stat().st_mode) == 0o644
 
 
 def test_load_mef_layout(tiny_mef_dir: Path):

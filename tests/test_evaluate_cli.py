@@ -67,7 +67,7 @@ def test_compare_says_when_model_loses():
     })
 
     assert compare_with_best_baseline(results, ["ndcg@10"]) == [
-        "- ndcg@10: no, the model (0.210 ± 0.014) does not beat the best baseline, a (0.250 ± 0.071), "
+        "- ndcg@10: no, the model (0.210 ± 0.014) trails the best baseline, a (0.250 ± 0.071), "
         "by 0.040, and is higher in 1 of 2 folds."
     ]
 

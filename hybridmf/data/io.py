@@ -118,10 +118,19 @@ def _separator_name(sep: str) -> str:
     return {"\t": "tab", ",": "comma", ";": "semicolon", " ": "space"}.get(sep, repr(sep))
 
 
+def _current_umask() -> int:
+    """Return the process umask; reading it means setting it, so it is set straight back."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Write a file through a temporary sibling and rename it into place.
 
     A crash leaves either the old file or none, never a half-written file under ``path``.
+    The file gets the permissions of a newly created file under the process umask
+    (``mkstemp`` alone would leave it readable by its owner only).
 
     Args:
         path: The destination.
@@ -144,6 +153,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     temporary = Path(temporary)
     try:
         write(temporary)
+        os.chmod(temporary, 0o666 & ~_current_umask())
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

@@ -155,7 +155,7 @@ def compare_with_best_baseline(results: pd.DataFrame, metrics: Sequence[str], mo
             continue
         wins = int((by_fold[(name, model)] > by_fold[(name, best)]).sum())
         verdict = "yes, the model" if difference > 0 else "no, the model"
-        relation = "beats" if difference > 0 else "does not beat"
+        relation = "beats" if difference > 0 else "trails"
         model_text = _mean_sd(means[model], summary.loc[model, (name, "sd")])
         best_text = _mean_sd(means[best], summary.loc[best, (name, "sd")])
         lines.append(
@@ -163,6 +163,19 @@ def compare_with_best_baseline(results: pd.DataFrame, metrics: Sequence[str], mo
             f"by {abs(difference):.3f}, and is higher in {wins} of {len(by_fold)} folds."
         )
     return lines
+
+
+def _blend_text(config: dict[str, Any]) -> str:
+    """Return the blend part of the report's model line, empty without a blend."""
+    blend = config.get("blend", "none")
+    if blend == "none":
+        return ""
+    return f", blended with {blend} ({config.get('blend_mode', 'rank')} mode, weight {config.get('blend_weight'):g})"
+
+
+def threads_text(count: int) -> str:
+    """Return ``"1 torch thread"`` or ``"N torch threads"``."""
+    return f"{count} torch thread" + ("" if count == 1 else "s")
 
 
 def environment_info() -> dict[str, Any]:
@@ -271,7 +284,8 @@ def render_report(result: ProtocolResult, run: Mapping[str, Any], figures: Mappi
         "",
         f"Model: `--features {config['features']} --loss {config['loss']}`, k = {config['k']}, head "
         f"{config['head']}, optimizer {config['optimizer']} (lr {config['lr']:g}), batch size "
-        f"{config['batch_size']}. Checkpoint: {result.selection}. Every other option is in `run.json`.",
+        f"{config['batch_size']}{_blend_text(config)}. Checkpoint: {result.selection}. Every other option is in "
+        "`run.json`.",
         "",
         "Pooled `auroc` and `aupr` rank all candidate pairs of a fold together. The `row_` metrics and the "
         f"top-{result.eval_k} metrics are means over rows with a held-out positive. Baselines are fitted on "
@@ -317,7 +331,7 @@ def render_report(result: ProtocolResult, run: Mapping[str, Any], figures: Mappi
         "",
         f"- Seed: {config['seed']} (folds, inner split, initialization, batch order).",
         f"- Hardware: {environment['cpu']}, {environment['logical_cpus']} logical CPUs, "
-        f"{environment['torch_threads']} torch threads, GPU: {environment['gpu']}, {environment['platform']}.",
+        f"{threads_text(environment['torch_threads'])}, GPU: {environment['gpu']}, {environment['platform']}.",
         f"- Software: Python {environment['python']}, {packages}.",
     ]
     if run.get("git_commit"):
