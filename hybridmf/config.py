@@ -178,7 +178,7 @@ class FitConfig:
         "rank",
         "how the blend combines the two scorers: rank averages their global ranks (each score's quantile among "
         "all training candidate pairs); row adds the baseline part's "
-        "within-row z-score, times --blend-weight and the spread of the model's logits, to the model's logits, so "
+        "within-row z-score, times --blend-weight and the standard deviation of the model's logits, to the model's logits, so "
         "each row keeps the model's level against other rows and only the order of its columns moves",
         choices=BLEND_MODES,
     )

@@ -176,8 +176,11 @@ def _check_same_blend(path: str | Path, stored_options: dict[str, Any], options:
     """Reject a resume whose blend options differ from the checkpoint's.
 
     A resumed run that trains no further epoch keeps the checkpoint's blend options, and
-    one that does uses the new ones, so a change would apply or not by chance.
+    one that does uses the new ones, so a change would apply or not by chance. Without a
+    blend these options do nothing, so they are not compared.
     """
+    if options.get("blend", "none") == "none":
+        return
     differing = [
         f"{name}: {_plain(stored_options[name])!r} in the checkpoint, {_plain(options[name])!r} now"
         for name in BLEND_OPTIONS

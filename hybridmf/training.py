@@ -309,7 +309,46 @@ def model_loss(config: FitConfig) -> str:
     return config.triplet if config.loss == "triplet" else "bce"
 
 
-def build_trainer(config: FitConfig, out_dir: Path, monitor: bool) -> tuple[pl.Trainer, ModelCheckpoint]:
+class RunCheckpoint(ModelCheckpoint):
+    """A ``ModelCheckpoint`` that keeps a resumed run inside its own folder after the folder was copied or moved.
+
+    Lightning 2.6 restores only ``best_model_path`` when the checkpoint folder differs
+    from the stored one, and keeps it pointing into the old folder. This class instead
+    maps every stored file path to the file of the same name in this run's folder, or
+    drops it where that file does not exist. So the run neither writes into nor reads
+    from the old folder, and ``last.ckpt`` is overwritten instead of getting a
+    ``last-v1.ckpt`` beside it.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("dirpath", self.dirpath) == self.dirpath:
+            super().load_state_dict(state_dict)
+            return
+        here = Path(self.dirpath)
+
+        def relocate(path: str) -> str:
+            candidate = here / Path(path).name if path else None
+            return str(candidate) if candidate is not None and candidate.is_file() else ""
+
+        moved = {
+            **state_dict,
+            "dirpath": self.dirpath,
+            "best_model_path": relocate(state_dict.get("best_model_path", "")),
+            "kth_best_model_path": relocate(state_dict.get("kth_best_model_path", "")),
+            "last_model_path": relocate(state_dict.get("last_model_path", "")),
+            "best_k_models": {
+                relocate(path): score for path, score in state_dict.get("best_k_models", {}).items() if relocate(path)
+            },
+        }
+        logger.info(
+            "the run's checkpoints moved from %s to %s; their stored paths now point into the new folder",
+            state_dict.get("dirpath"),
+            self.dirpath,
+        )
+        super().load_state_dict(moved)
+
+
+def build_trainer(config: FitConfig, out_dir: Path, monitor: bool) -> tuple[pl.Trainer, RunCheckpoint]:
     """Build the Lightning trainer that keeps the best checkpoint by validation AUROC and the last one.
 
     With ``monitor`` and ``config.patience`` set, training also stops after ``patience``
@@ -325,7 +364,7 @@ def build_trainer(config: FitConfig, out_dir: Path, monitor: bool) -> tuple[pl.T
     callbacks: list[pl.Callback] = list(resume_callbacks(config, out_dir, monitor))
     if monitor and config.patience is not None:
         callbacks.append(EarlyStopping(monitor="val/auroc", mode="max", patience=config.patience))
-    checkpoint = ModelCheckpoint(
+    checkpoint = RunCheckpoint(
         dirpath=out_dir / "checkpoints",
         filename="best-{epoch:03d}" if monitor else "epoch-{epoch:03d}",
         monitor="val/auroc" if monitor else None,
@@ -382,9 +421,9 @@ def resume_callbacks(config: FitConfig, out_dir: Path, monitor: bool) -> list[pl
     # monitor=None with save_top_k=1 and a fixed file name overwrites last.ckpt each time.
     last = dict(dirpath=directory, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
     if monitor:
-        callbacks.append(ModelCheckpoint(**last, every_n_epochs=checkpoint_interval(config)))
+        callbacks.append(RunCheckpoint(**last, every_n_epochs=checkpoint_interval(config)))
     if config.checkpoint_every_n_steps is not None:
-        callbacks.append(ModelCheckpoint(**last, every_n_train_steps=config.checkpoint_every_n_steps))
+        callbacks.append(RunCheckpoint(**last, every_n_train_steps=config.checkpoint_every_n_steps))
     return callbacks
 
 
@@ -526,8 +565,8 @@ def train_split(
     trainer, checkpoint = build_trainer(config, out_dir, monitor)
     trainer.fit(model, datamodule=datamodule, ckpt_path=config.resume)
 
-    # A resumed run that had already finished trains no epoch, so the callback saved nothing
-    # and the resumed file is the last checkpoint.
+    # A resumed run that had already finished trains no epoch. If the callback then knows
+    # no last checkpoint either, the resumed file is the last one.
     last = checkpoint.last_model_path or config.resume
     if not last:
         raise RuntimeError(f"training wrote no checkpoint to {out_dir / 'checkpoints'}; check --max-epochs")
@@ -562,11 +601,12 @@ def _completed_epochs(stored: dict[str, Any]) -> int:
 
     Lightning stores the epoch in progress: a checkpoint saved at the end of epoch ``e``
     (0-based) stores ``e``, but the one saved after training ended (``on_train_end``)
-    already stores ``e + 1``. The fit loop's count of processed epochs is right in both
-    cases (Lightning 2.6).
+    already stores ``e + 1``. The fit loop's count of started epochs is ``e + 1`` in both
+    cases (Lightning 2.6), whether the save came at the end of training, of validation
+    or of a training epoch.
     """
     try:
-        return int(stored["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+        return int(stored["loops"]["fit_loop"]["epoch_progress"]["current"]["started"])
     except (KeyError, TypeError):
         return int(stored["epoch"]) + 1
 
@@ -629,6 +669,9 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
     cold_without_features = monitor and config.split == "cold" and not data.row_features
     if cold_without_features:
         logger.warning(COLD_WITHOUT_ROW_FEATURES)
+    if config.resume is not None:
+        # Checked before config.json is rewritten, so a rejected resume leaves the run's files as they were.
+        check_resume_compatible(config.resume, build_model(config, data, split))
     (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     run = train_split(config, data, split, out_dir)
     datamodule = run.datamodule
@@ -672,6 +715,7 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
         )
     result.update(
         epochs=run.epochs,
+        selected_epoch=run.selected_epoch,
         seed=config.seed,
         split=config.split,
         features=config.features,

@@ -109,7 +109,7 @@ def format_table(table: pd.DataFrame, max_lines: int) -> str:
     """Return the first ``max_lines`` lines of ``table`` as aligned text, noting the rest."""
     text = table.head(max_lines).to_string(index=False, float_format=lambda value: f"{value:.4f}")
     if len(table) > max_lines:
-        text += f"\n... {len(table) - max_lines} more lines (--show N prints more, --out FILE saves all)"
+        text += f"\n... {len(table) - max_lines} more rows (--show N prints more, --out FILE saves all)"
     return text
 
 

@@ -7,6 +7,7 @@ MEF layout of ``conftest.py`` with three batches per epoch.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -144,11 +145,37 @@ def test_resume_with_other_options_rejected(uninterrupted, tmp_path: Path):
     _, _, data_dir = uninterrupted
     run_fit(_config(data_dir, tmp_path, max_epochs=1))
     log = (tmp_path / "logs" / "metrics.csv").read_text()
+    config = (tmp_path / "config.json").read_text()
 
     with pytest.raises(ValueError, match=r"the checkpoint was written with other model options \(k: 3 in the checkpoint, 4 now\)"):
         run_fit(_config(data_dir, tmp_path, k=4, resume=str(tmp_path / "checkpoints" / "last.ckpt")))
     assert (tmp_path / "logs" / "metrics.csv").read_text() == log
+    assert (tmp_path / "config.json").read_text() == config
     assert not list((tmp_path / "logs").glob("metrics-before-resume-*.csv"))
+
+
+def test_selected_epoch_counts_epochs(uninterrupted, tmp_path: Path):
+    _, _, data_dir = uninterrupted
+    result = run_fit(_config(data_dir, tmp_path, select_epoch="best", val_every_n_epochs=2))
+    best = Path(result["checkpoint"]).name  # best-{0-based epoch}.ckpt
+
+    assert result["selected_epoch"] == int(best.removeprefix("best-").removesuffix(".ckpt")) + 1
+
+
+def test_moved_run_resumes_in_its_new_folder(uninterrupted, tmp_path: Path):
+    _, _, data_dir = uninterrupted
+    original = tmp_path / "original"
+    run_fit(_config(data_dir, original, max_epochs=2, select_epoch="best"))
+    moved = tmp_path / "moved"
+    shutil.copytree(original, moved)
+    before = {path.name: path.read_bytes() for path in (original / "checkpoints").iterdir()}
+
+    result = run_fit(_config(data_dir, moved, max_epochs=4, select_epoch="best", resume=str(moved / "checkpoints" / "last.ckpt")))
+
+    assert Path(result["checkpoint"]).parent == (moved / "checkpoints").resolve()
+    assert {path.name: path.read_bytes() for path in (original / "checkpoints").iterdir()} == before
+    assert not list((moved / "checkpoints").glob("last-v*.ckpt"))
+    assert torch.load(moved / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 12
 
 
 def test_new_run_into_used_folder_rejected(uninterrupted):

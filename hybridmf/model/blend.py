@@ -70,7 +70,7 @@ def check_blend_options(
         >>> check_blend_options("ease", 1.5, 100.0)
         Traceback (most recent call last):
         ...
-        ValueError: blend_weight must be a number in [0, 1] (the share of the blended baseline), got 1.5
+        ValueError: blend_weight must be a number in [0, 1] (the weight of the blended baseline), got 1.5
     """
     if blend not in BLEND_METHODS:
         raise ValueError(f"blend must be one of {', '.join(map(repr, BLEND_METHODS))}, got {blend!r}")
@@ -78,7 +78,7 @@ def check_blend_options(
         raise ValueError(f"blend_mode must be one of {', '.join(map(repr, BLEND_MODES))}, got {blend_mode!r}")
     if isinstance(blend_weight, bool) or not isinstance(blend_weight, (int, float)) or not 0 <= blend_weight <= 1:
         raise ValueError(
-            f"blend_weight must be a number in [0, 1] (the share of the blended baseline), got {blend_weight!r}"
+            f"blend_weight must be a number in [0, 1] (the weight of the blended baseline), got {blend_weight!r}"
         )
     for name, part, l2 in (("blend_ease_l2", EASE, blend_ease_l2), ("blend_ridge_l2", FeatureRidge, blend_ridge_l2)):
         try:

@@ -121,9 +121,9 @@ class HybridMF(pl.LightningModule):
             at most this many candidate pairs, which bounds the evaluator's memory; None
             keeps every candidate (exact). See ``RankingEvaluator``.
         blend: ``"none"``, ``"ease"`` to blend the trained model with EASE, or
-            ``"ridge"`` to blend it with ridge regression from the row features, by
-            global rank once :meth:`fit_blend` has run. See :meth:`score_rows`.
-        blend_weight: Share of the baseline part of the blend, in [0, 1].
+            ``"ridge"`` to blend it with ridge regression from the row features, once
+            :meth:`fit_blend` has run and as ``blend_mode`` sets. See :meth:`score_rows`.
+        blend_weight: Weight of the baseline part of the blend, in [0, 1] (see ``blend_mode``).
         blend_ease_l2: L2 regularisation strength lambda of the EASE part.
         blend_ridge_l2: L2 regularisation strength lambda of the ridge part.
         blend_mode: ``"rank"`` blends by global rank. ``"row"`` adds the part's
