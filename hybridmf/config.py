@@ -198,8 +198,9 @@ class FitConfig:
     resume: str | None = _option(None, "checkpoint to continue training from (optimizer state, epoch, RNG)")
     checkpoint_every_n_epochs: int = _option(
         1,
-        "write checkpoints/last.ckpt every this many epochs, rounded down to a divisor of max_epochs so "
-        "the last epoch is always written; full-batch runs of hundreds of epochs need not write each one",
+        "write checkpoints/last.ckpt every this many epochs; the interval used is the greatest common divisor of "
+        "this and --max-epochs, so the last epoch is always written. Full-batch runs of hundreds of epochs need "
+        "not write each one",
         minimum=1,
     )
     checkpoint_every_n_steps: int | None = _option(
