@@ -340,11 +340,22 @@ class RunCheckpoint(ModelCheckpoint):
                 relocate(path): score for path, score in state_dict.get("best_k_models", {}).items() if relocate(path)
             },
         }
-        logger.info(
-            "the run's checkpoints moved from %s to %s; their stored paths now point into the new folder",
+        # Only the main callback (the one with save_last) logs this at INFO, so it appears once.
+        log = logger.info if self.save_last else logger.debug
+        log(
+            "the checkpoint folder %s differs from the stored one, %s; the stored checkpoint paths now point into %s",
+            self.dirpath,
             state_dict.get("dirpath"),
             self.dirpath,
         )
+        stored_best = state_dict.get("best_model_path", "")
+        if stored_best and not moved["best_model_path"]:
+            logger.warning(
+                "the best checkpoint %s is not in %s, so the run no longer knows its best epoch; with "
+                "--select-epoch best the resumed run keeps the best of the epochs it trains now, or the last one",
+                Path(stored_best).name,
+                self.dirpath,
+            )
         super().load_state_dict(moved)
 
 
@@ -565,8 +576,8 @@ def train_split(
     trainer, checkpoint = build_trainer(config, out_dir, monitor)
     trainer.fit(model, datamodule=datamodule, ckpt_path=config.resume)
 
-    # A resumed run that had already finished trains no epoch. If the callback then knows
-    # no last checkpoint either, the resumed file is the last one.
+    # A resumed run that had already finished trains no epoch. If the callback then has no
+    # last checkpoint path either, the resumed file is the last one.
     last = checkpoint.last_model_path or config.resume
     if not last:
         raise RuntimeError(f"training wrote no checkpoint to {out_dir / 'checkpoints'}; check --max-epochs")

@@ -178,6 +178,21 @@ def test_moved_run_resumes_in_its_new_folder(uninterrupted, tmp_path: Path):
     assert torch.load(moved / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 12
 
 
+def test_copied_run_without_best_file_warns(uninterrupted, tmp_path: Path, caplog):
+    _, _, data_dir = uninterrupted
+    original = tmp_path / "original"
+    run_fit(_config(data_dir, original, max_epochs=2, select_epoch="best"))
+    copied = tmp_path / "copied"
+    shutil.copytree(original, copied)
+    for path in (copied / "checkpoints").glob("best-*.ckpt"):
+        path.unlink()
+
+    with caplog.at_level("WARNING", logger="hybridmf.training"):
+        run_fit(_config(data_dir, copied, max_epochs=3, select_epoch="best", resume=str(copied / "checkpoints" / "last.ckpt")))
+
+    assert any("is not in" in record.getMessage() and "best epoch" in record.getMessage() for record in caplog.records)
+
+
 def test_new_run_into_used_folder_rejected(uninterrupted):
     result, out, data_dir = uninterrupted
     before = (out / "checkpoints" / "last.ckpt").read_bytes()
