@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,11 +156,7 @@ def check_resume_compatible(path: str | Path, model: pl.LightningModule) -> None
     if not mismatched:
         _check_same_blend(path, stored_options, model.hparams)
         return
-    differing = [
-        f"{name}: {_plain(stored_options[name])!r} in the checkpoint, {_plain(value)!r} now"
-        for name, value in model.hparams.items()
-        if name in stored_options and _plain(stored_options[name]) != _plain(value)
-    ]
+    differing = _differing_options(stored_options, model.hparams, list(model.hparams))
     shown_names = ", ".join(mismatched[:3]) + (f" and {len(mismatched) - 3} more" if len(mismatched) > 3 else "")
     raise ValueError(
         f"--resume {str(path)!r}: the checkpoint was written with other model options "
@@ -181,16 +178,21 @@ def _check_same_blend(path: str | Path, stored_options: dict[str, Any], options:
     """
     if options.get("blend", "none") == "none":
         return
-    differing = [
-        f"{name}: {_plain(stored_options[name])!r} in the checkpoint, {_plain(options[name])!r} now"
-        for name in BLEND_OPTIONS
-        if name in stored_options and name in options and _plain(stored_options[name]) != _plain(options[name])
-    ]
+    differing = _differing_options(stored_options, options, BLEND_OPTIONS)
     if differing:
         raise ValueError(
             f"--resume {str(path)!r}: the checkpoint was written with other blend options ({'; '.join(differing)}). "
             f"Resume with the blend options of that run (its config.json), or start a new run without --resume"
         )
+
+
+def _differing_options(stored_options: dict[str, Any], options: dict[str, Any], names: Sequence[str]) -> list[str]:
+    """Describe each of ``names`` whose value in ``options`` differs from the checkpoint's, as "name: old, new"."""
+    return [
+        f"{name}: {_plain(stored_options[name])!r} in the checkpoint, {_plain(options[name])!r} now"
+        for name in names
+        if name in stored_options and name in options and _plain(stored_options[name]) != _plain(options[name])
+    ]
 
 
 def keep_previous_log(out_dir: Path) -> Path | None:

@@ -324,21 +324,23 @@ class RunCheckpoint(ModelCheckpoint):
         if state_dict.get("dirpath", self.dirpath) == self.dirpath:
             super().load_state_dict(state_dict)
             return
-        here = Path(self.dirpath)
+        folder = Path(self.dirpath)
 
         def relocate(path: str) -> str:
-            candidate = here / Path(path).name if path else None
-            return str(candidate) if candidate is not None and candidate.is_file() else ""
+            """Return the file of the same name in this run's folder, or "" where there is none."""
+            if not path:
+                return ""
+            candidate = folder / Path(path).name
+            return str(candidate) if candidate.is_file() else ""
 
+        best_k_models = {relocate(path): score for path, score in state_dict.get("best_k_models", {}).items()}
         moved = {
             **state_dict,
             "dirpath": self.dirpath,
             "best_model_path": relocate(state_dict.get("best_model_path", "")),
             "kth_best_model_path": relocate(state_dict.get("kth_best_model_path", "")),
             "last_model_path": relocate(state_dict.get("last_model_path", "")),
-            "best_k_models": {
-                relocate(path): score for path, score in state_dict.get("best_k_models", {}).items() if relocate(path)
-            },
+            "best_k_models": {path: score for path, score in best_k_models.items() if path},
         }
         # Only the main callback (the one with save_last) logs this at INFO, so it appears once.
         log = logger.info if self.save_last else logger.debug
@@ -351,7 +353,7 @@ class RunCheckpoint(ModelCheckpoint):
         stored_best = state_dict.get("best_model_path", "")
         if stored_best and not moved["best_model_path"]:
             logger.warning(
-                "the best checkpoint %s is not in %s, so the run no longer knows its best epoch; with "
+                "the best checkpoint %s is not in %s, so the best epoch before the resume is lost. With "
                 "--select-epoch best the resumed run keeps the best of the epochs it trains now, or the last one",
                 Path(stored_best).name,
                 self.dirpath,
@@ -545,6 +547,7 @@ def train_split(
     split: Split,
     out_dir: Path,
     blend_pairs: np.ndarray | None = None,
+    config_file: Path | None = None,
 ) -> TrainedModel:
     """Train a model on one split and load the checkpoint that validation selects.
 
@@ -563,6 +566,9 @@ def train_split(
         blend_pairs: ``(P, 2)`` training pairs of the blend's EASE part, or None for
             ``split.train_pairs``. Cross-validation passes the whole training part of a
             fold, which includes the inner validation pairs.
+        config_file: Where to write ``config`` as JSON, or None. It is written after the
+            ``--resume`` check and before training, so a rejected resume leaves the
+            run's earlier file as it was.
 
     Returns:
         The trained model and the paths and counts of the run.
@@ -573,6 +579,9 @@ def train_split(
     if config.resume is not None:
         check_resume_compatible(config.resume, model)
         keep_previous_log(out_dir)
+    if config_file is not None:
+        text = json.dumps(config.to_dict(), indent=2) + "\n"
+        write_atomic(config_file, lambda temporary: temporary.write_text(text))
     trainer, checkpoint = build_trainer(config, out_dir, monitor)
     trainer.fit(model, datamodule=datamodule, ckpt_path=config.resume)
 
@@ -680,11 +689,7 @@ def run_fit(config: FitConfig) -> dict[str, Any]:
     cold_without_features = monitor and config.split == "cold" and not data.row_features
     if cold_without_features:
         logger.warning(COLD_WITHOUT_ROW_FEATURES)
-    if config.resume is not None:
-        # Checked before config.json is rewritten, so a rejected resume leaves the run's files as they were.
-        check_resume_compatible(config.resume, build_model(config, data, split))
-    (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    run = train_split(config, data, split, out_dir)
+    run = train_split(config, data, split, out_dir, config_file=out_dir / "config.json")
     datamodule = run.datamodule
     if run.trainer.global_rank != 0:
         # Every process of a distributed run trained; process 0 evaluates and writes the results.

@@ -128,14 +128,17 @@ fold on that fold's training part only, and they train a fixed number of epochs
   baselines --inner-folds 3 --threads 1 --batch-size 1000000 --trials 50 --output
   configs/default-warm.yaml --storage runs/tune/warm-baselines.db`). The command in the
   file's header then held those options and searched the blend weight in row mode.
-- The new-drug default is the best trial of a 50-trial search of a network on ATC codes
-  blended with ridge regression from the same codes by global rank (the command in the
-  file's header, first run with `--trials 50`; `--trials 0 --tolerance 0` then chose the
-  trial with the best objective from the stored study).
+- The new-drug default is the best trial of a 50-trial search. The network scores drugs
+  from their ATC codes and is blended by global rank with ridge regression from the same
+  codes. The search ran as the command in the file's header with `--trials 50`. Then
+  `--trials 0 --tolerance 0` chose the trial with the best objective from the stored
+  study.
 
 The variant tables leave out the triplet (BPR) loss. With the defaults' k = 256 and a few
-hundred epochs, a triplet run took about 15 minutes per fold on 2 shared CPU cores, where
-the weighted BCE takes seconds. The single-split section below compares the losses.
+hundred epochs, a triplet run needs about 15 minutes per fold on 2 shared CPU cores, where
+the weighted BCE takes seconds. That figure is an estimate from the first fold of the
+warm and cold-drug triplet runs, which were stopped there (the warm one reached epoch 328
+of 480 in about 10 minutes). The single-split section below compares the losses.
 
 Under `cold-drug` a held-out drug has no trained ID embedding, so the new-drug default
 scores it from its ATC codes alone. The `row_knn`, `column_knn` and `ease` baselines only

@@ -190,7 +190,7 @@ def test_copied_run_without_best_file_warns(uninterrupted, tmp_path: Path, caplo
     with caplog.at_level("WARNING", logger="hybridmf.training"):
         run_fit(_config(data_dir, copied, max_epochs=3, select_epoch="best", resume=str(copied / "checkpoints" / "last.ckpt")))
 
-    assert any("is not in" in record.getMessage() and "best epoch" in record.getMessage() for record in caplog.records)
+    assert any("is not in" in record.getMessage() and "best epoch before the resume" in record.getMessage() for record in caplog.records)
 
 
 def test_new_run_into_used_folder_rejected(uninterrupted):

@@ -119,7 +119,10 @@ def _separator_name(sep: str) -> str:
 
 
 def _current_umask() -> int:
-    """Return the process umask; reading it means setting it, so it is set straight back."""
+    """Return the process umask. Reading it means setting it, so it is set straight back.
+
+    NOTE: a file that another thread creates between the two calls gets umask 0.
+    """
     mask = os.umask(0)
     os.umask(mask)
     return mask
